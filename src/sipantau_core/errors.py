@@ -1,0 +1,88 @@
+"""The error hierarchy of sipantau.
+
+Every error the library raises on purpose derives from :class:`SipantauError`
+and carries a stable ``code`` (part of the public contract), an English
+``message`` for developers and, where a monitor may read it, an Indonesian
+``message_id``. Personal data and tally figures never appear in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+__all__ = [
+    "DeploymentError",
+    "PayloadError",
+    "Problem",
+    "SipantauError",
+]
+
+
+class SipantauError(Exception):
+    """Base class of every error sipantau raises on purpose."""
+
+    code: str = "sipantau.error"
+
+    def __init__(self, message: str, *, code: str | None = None, message_id: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.message_id = message_id if message_id is not None else message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+@attrs.frozen
+class Problem:
+    """One problem found in a payload: where (a JSON path), what (a stable code), and why."""
+
+    path: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} ({self.code})"
+
+
+class PayloadError(SipantauError):
+    """A payload could not be read as a report. ``problems`` lists every problem found."""
+
+    code = "payload.invalid"
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        lines = "; ".join(str(p) for p in self.problems) or "no detail"
+        super().__init__(
+            f"invalid report payload: {lines}",
+            message_id=f"laporan tidak dapat dibaca: {lines}",
+        )
+
+    @property
+    def codes(self) -> Sequence[str]:
+        return [p.code for p in self.problems]
+
+
+class DeploymentError(SipantauError):
+    """A deployment directory could not be loaded; names the file, line and field."""
+
+    code = "deployment.invalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        field: str | None = None,
+        code: str | None = None,
+    ):
+        self.file = file
+        self.line = line
+        self.field = field
+        where = file + (f":{line}" if line is not None else "")
+        where += f" [{field}]" if field else ""
+        super().__init__(f"{where}: {message}", code=code)

@@ -1,0 +1,192 @@
+"""The versioned wire format: what parses, what fails and how, canonical bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from sipantau_core import (
+    PayloadError,
+    SituationReport,
+    TallyReport,
+    canonical_bytes,
+    dump_report,
+    parse_report,
+)
+from sipantau_core.wire import MAX_PAYLOAD_BYTES, make_converter
+
+EXAMPLE = {
+    "schema": "sipantau.tally/1",
+    "report_id": "6f1c1f3e-2b1d-4a55-9d57-1d3f6c1e0a01",
+    "station": "1673011001001",
+    "contest": "walikota",
+    "monitor": "LLG-0001",
+    "observed_at": "2024-11-27T14:05:00+07:00",
+    "voters": {"dpt": 520, "dptb": 3, "dpk": 2},
+    "voted": {"dpt": 410, "dptb": 3, "dpk": 2},
+    "disability": {"registered": 4, "voted": 3},
+    "ballots": {"received": 533, "returned": 2, "unused": 116, "used": 415},
+    "votes": {"1": 130, "2": 270},
+    "valid": 400,
+    "invalid": 15,
+    "total": 415,
+}
+
+
+def problems(payload: Any) -> set[tuple[str, str]]:
+    with pytest.raises(PayloadError) as info:
+        parse_report(payload)
+    assert info.value.code == "payload.invalid"
+    return {(p.path, p.code) for p in info.value.problems}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(EXAMPLE))
+    for key, value in changes.items():
+        if value is ...:
+            del out[key]
+        else:
+            out[key] = value
+    return out
+
+
+def test_the_issue_example_parses() -> None:
+    report = parse_report(json.dumps(EXAMPLE))
+    assert isinstance(report, TallyReport)
+    assert report.station.compact == "1673011001001"
+    assert report.station.village.value == "16.73.01.1001"
+    assert report.votes == {1: 130, 2: 270}
+    assert report.voters is not None
+    assert report.voters.total is None
+    assert report.observed_at.utcoffset().total_seconds() == 7 * 3600  # type: ignore[union-attr]
+    assert dump_report(report) == EXAMPLE
+
+
+def test_canonical_bytes_are_sorted_compact_utf8() -> None:
+    report = parse_report(EXAMPLE)
+    raw = canonical_bytes(report)
+    assert raw == json.dumps(EXAMPLE, sort_keys=True, separators=(",", ":")).encode()
+    shuffled = dict(reversed(list(EXAMPLE.items())))
+    assert canonical_bytes(parse_report(shuffled)) == raw
+
+
+def test_canonical_bytes_are_stable_across_python_runs() -> None:
+    code = (
+        "import json,sys; from sipantau_core import parse_report, canonical_bytes;"
+        "sys.stdout.buffer.write(canonical_bytes(parse_report(sys.stdin.read())))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps(EXAMPLE).encode(),
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("0", "1", "12345")
+    }
+    assert outs == {canonical_bytes(parse_report(EXAMPLE))}
+
+
+def test_situation_report_with_incidents() -> None:
+    payload = {
+        "schema": "sipantau.situation/1",
+        "report_id": str(uuid.uuid4()),
+        "station": "1673011001001",
+        "monitor": "LLG-0001",
+        "observed_at": "2024-11-27T07:10:00+07:00",
+        "stage": "pembukaan",
+        "status": "waspada",
+        "incidents": [
+            {"category": "intimidasi", "severity": 3, "text": "Ada kerumunan di depan TPS"},
+            {"category": "logistik", "severity": 2, "media_sha256": "a" * 64},
+        ],
+    }
+    report = parse_report(payload)
+    assert isinstance(report, SituationReport)
+    assert [i.category for i in report.incidents] == ["intimidasi", "logistik"]
+    assert parse_report(dump_report(report)) == report
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (with_(schema="sipantau.tally/9"), {("$.schema", "schema.unknown")}),
+        (with_(schema=...), {("$.schema", "schema.missing")}),
+        (with_(colour="red"), {("$.colour", "field.unknown")}),
+        (with_(valid=...), {("$.valid", "field.missing")}),
+        (with_(valid="400"), {("$.valid", "type.integer")}),
+        (with_(valid=400.0), {("$.valid", "type.integer")}),
+        (with_(valid=True), {("$.valid", "type.integer")}),
+        (with_(invalid=-1), {("$.invalid", "number.negative")}),
+        (with_(total=10_001), {("$.total", "number.absurd")}),
+        (with_(observed_at="2024-11-27T14:05:00"), {("$.observed_at", "datetime.naive")}),
+        (with_(observed_at="kemarin"), {("$.observed_at", "datetime.invalid")}),
+        (with_(station="16730110010"), {("$.station", "code.invalid")}),
+        (with_(report_id="not-a-uuid"), {("$.report_id", "uuid.invalid")}),
+        (with_(monitor="LLG 0001"), {("$.monitor", "value.invalid")}),
+        (with_(votes={"1": 130, "x": 2}), {("$.votes.x", "code.invalid")}),
+        (with_(votes={"1": 130, "2": -270}), {("$.votes.2", "number.negative")}),
+        (with_(voters={"dpt": 520, "dptb": 3}), {("$.voters.dpk", "field.missing")}),
+        (
+            with_(ballots={"received": "533", "returned": 2, "unused": 116, "used": 415, "x": 1}),
+            {("$.ballots.received", "type.integer"), ("$.ballots.x", "field.unknown")},
+        ),
+        ("[1, 2]", {("$", "type.object")}),
+        ("{not json", {("$", "json.invalid")}),
+        (b"\xff\xfe", {("$", "json.invalid")}),
+        (b" " * (MAX_PAYLOAD_BYTES + 1), {("$", "payload.too_large")}),
+    ],
+)
+def test_each_problem_has_its_path_and_code(payload: Any, expected: set[tuple[str, str]]) -> None:
+    assert problems(payload) == expected
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    found = problems(with_(valid="x", invalid=-3, total=...))
+    assert found == {
+        ("$.valid", "type.integer"),
+        ("$.invalid", "number.negative"),
+        ("$.total", "field.missing"),
+    }
+
+
+def test_incident_problems_name_their_index() -> None:
+    payload = {
+        "schema": "sipantau.situation/1",
+        "report_id": str(uuid.uuid4()),
+        "station": "1673011001001",
+        "monitor": "LLG-0001",
+        "observed_at": "2024-11-27T07:10:00+07:00",
+        "stage": "pagi",
+        "status": "aman",
+        "incidents": [{"category": "intimidasi", "severity": 9}, "x"],
+    }
+    assert problems(payload) == {
+        ("$.stage", "enum.invalid"),
+        ("$.incidents[0].severity", "value.invalid"),
+        ("$.incidents[1]", "type.object"),
+    }
+
+
+def test_payload_error_message_is_readable_in_both_languages() -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_report(with_(valid="x"))
+    err = info.value
+    assert "$.valid" in str(err)
+    assert err.message.startswith("invalid report payload")
+    assert err.message_id.startswith("laporan tidak dapat dibaca")
+    assert err.codes == ["type.integer"]
+
+
+def test_make_converter_gives_independent_converters() -> None:
+    a, b = make_converter(), make_converter()
+    assert a is not b
+    report = parse_report(EXAMPLE)
+    assert a.unstructure(report) == b.unstructure(report)
