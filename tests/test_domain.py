@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 import uuid
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from hypothesis import given
@@ -92,8 +92,14 @@ def test_generated_regions_lie_within(code: RegionCode) -> None:
 
 @pytest.mark.parametrize(
     ("province", "zone", "hours"),
-    [("16", TimeZone.WIB, 7), ("31", TimeZone.WIB, 7), ("51", TimeZone.WITA, 8),
-     ("73", TimeZone.WITA, 8), ("81", TimeZone.WIT, 9), ("94", TimeZone.WIT, 9)],
+    [
+        ("16", TimeZone.WIB, 7),
+        ("31", TimeZone.WIB, 7),
+        ("51", TimeZone.WITA, 8),
+        ("73", TimeZone.WITA, 8),
+        ("81", TimeZone.WIT, 9),
+        ("94", TimeZone.WIT, 9),
+    ],
 )
 def test_time_zone_from_province(province: str, zone: TimeZone, hours: int) -> None:
     station = PollingStation(code=f"{province}01011001001", registered_voters=300)
@@ -161,8 +167,15 @@ def make_monitor() -> Monitor:
 def test_personal_data_never_shows_itself(caplog: pytest.LogCaptureFixture) -> None:
     monitor = make_monitor()
     assert monitor.personal is not None
-    shown = [repr(monitor), str(monitor), f"{monitor}", repr(monitor.personal),
-             f"{monitor.personal.phone}", str(monitor.personal.national_id), "%s" % monitor]
+    shown = [
+        repr(monitor),
+        str(monitor),
+        f"{monitor}",
+        repr(monitor.personal),
+        f"{monitor.personal.phone}",
+        str(monitor.personal.national_id),
+        "%s" % monitor,
+    ]
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("test").debug("monitor %s %r", monitor, monitor.personal)
     shown.append(caplog.text)
@@ -216,9 +229,15 @@ def test_generated_monitors_hide_their_data(monitor: Monitor) -> None:
 def test_reports_need_aware_times() -> None:
     with pytest.raises(ValueError, match="UTC offset"):
         TallyReport(
-            report_id=uuid.uuid4(), monitor="LLG-0001", station="1673011001001",
-            contest="walikota", observed_at=datetime(2024, 11, 27, 14, 0),
-            votes={1: 1}, valid=1, invalid=0, total=1,
+            report_id=uuid.uuid4(),
+            monitor="LLG-0001",
+            station="1673011001001",
+            contest="walikota",
+            observed_at=datetime(2024, 11, 27, 14, 0),
+            votes={1: 1},
+            valid=1,
+            invalid=0,
+            total=1,
         )
 
 
@@ -243,7 +262,7 @@ def test_default_schedule_in_the_stations_own_time() -> None:
     wit = schedule.deadline(Stage.OPENING, day, TimeZone.WIT)
     assert wib.time() == wit.time() == time(7, 30)
     assert wib - wit == timedelta(hours=2)
-    assert wib.astimezone(timezone.utc).hour == 0
+    assert wib.astimezone(UTC).hour == 0
     shifted = schedule.shifted(timedelta(minutes=-30))
     assert shifted.window(Stage.OPENING).deadline == time(7, 0)
 

@@ -9,6 +9,7 @@ See ``docs/deployment.md`` for the format.
 from __future__ import annotations
 
 import csv
+import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, time
@@ -31,6 +32,7 @@ from sipantau_core.domain import (
     RegionCode,
     RiskProfile,
     Schedule,
+    Sensitive,
     Stage,
     StageWindow,
     StationCode,
@@ -151,7 +153,7 @@ class Deployment:
                     lambda d: IncidentCategory(**d),
                 )
             )
-        stations = _load_stations(root / "stations.csv", capacity)
+        stations = _load_stations(root / "stations.csv", capacity, region)
         monitors = _load_monitors(root / "monitors.csv", stations)
         try:
             return cls(
@@ -183,9 +185,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             "file not found", file=str(path), code="deployment.missing_file"
         ) from None
     except tomllib.TOMLDecodeError as e:
-        raise DeploymentError(
-            f"not valid TOML: {e}", file=str(path), line=getattr(e, "lineno", None)
-        ) from None
+        # TOMLDecodeError has .lineno only from Python 3.14; before, the line is in the text.
+        line = getattr(e, "lineno", None)
+        if line is None:
+            m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+            line = int(m.group(1)) if m else None
+        raise DeploymentError(f"not valid TOML: {e}", file=str(path), line=line) from None
 
 
 def _table(
@@ -294,14 +299,16 @@ def _rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, 
 
 def _int_cell(row: Mapping[str, str], key: str, path: Path, line: int) -> int:
     text = row.get(key, "")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise DeploymentError(
             f"{text!r} is not a whole number", file=str(path), line=line, field=key
         )
     return int(text)
 
 
-def _load_stations(path: Path, capacity: int | None) -> dict[StationCode, PollingStation]:
+def _load_stations(
+    path: Path, capacity: int | None, region: RegionCode
+) -> dict[StationCode, PollingStation]:
     out: dict[StationCode, PollingStation] = {}
     for line, row in _rows(path, STATIONS_COLUMNS):
         try:
@@ -311,6 +318,13 @@ def _load_stations(path: Path, capacity: int | None) -> dict[StationCode, Pollin
         if code in out:
             raise DeploymentError(
                 f"duplicate station {code}", file=str(path), line=line, field="code"
+            )
+        if not region.contains(code):
+            raise DeploymentError(
+                f"station {code.label} lies outside the desk's region {region}",
+                file=str(path),
+                line=line,
+                field="code",
             )
         dpt = _int_cell(row, "registered_voters", path, line)
         position = None
@@ -343,6 +357,7 @@ def _load_monitors(
     path: Path, stations: Mapping[StationCode, PollingStation]
 ) -> dict[str, Monitor]:
     out: dict[str, Monitor] = {}
+    seen: dict[tuple[str, Sensitive], str] = {}
     for line, row in _rows(path, MONITORS_COLUMNS):
         mid = row["id"]
         if mid in out:
@@ -372,6 +387,17 @@ def _load_monitors(
                 # Messages of PersonalData name the field first and never the value.
                 field = str(e).split(":", 1)[0]
                 raise DeploymentError(str(e), file=str(path), line=line, field=field) from None
+            for field in ("phone", "national_id"):
+                key = (field, getattr(personal, field))
+                if key in seen:
+                    raise DeploymentError(
+                        f"the same {field} as monitor {seen[key]} (value hidden)",
+                        file=str(path),
+                        line=line,
+                        field=field,
+                        code="deployment.duplicate_person",
+                    )
+                seen[key] = mid
         try:
             out[mid] = Monitor(id=mid, station=station, personal=personal)
         except (TypeError, ValueError) as e:

@@ -505,4 +505,5 @@ def check_tally(
     rules: RuleRegistry | None = None,
 ) -> Verdict:
     """Check ``report`` against every rule of ``rules`` (the built-ins by default)."""
-    return (rules or _DEFAULT).check(report, station=station, contest=contest, settings=settings)
+    registry = rules if rules is not None else _DEFAULT
+    return registry.check(report, station=station, contest=contest, settings=settings)

@@ -1,0 +1,38 @@
+# The two commands of the README, and the checks CI runs.
+#   make demo   set up (first time) and run the main job on the example deployment
+#   make test   set up (first time) and run the whole test suite
+#   make lint   ruff and mypy --strict
+# Set-up: a virtual environment in .venv with the pinned versions of constraints.txt.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint services constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sipantau check examples/lubuklinggau
+
+test: $(STAMP) services
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy --strict src
+
+services:
+	bash scripts/services.sh
+
+# Re-pin after changing dependencies: make constraints (then commit constraints.txt).
+constraints: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
