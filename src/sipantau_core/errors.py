@@ -13,10 +13,14 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 __all__ = [
+    "ConflictError",
     "DeploymentError",
     "PayloadError",
+    "PermissionDenied",
     "Problem",
     "SipantauError",
+    "StorageError",
+    "UnknownEntityError",
 ]
 
 
@@ -86,3 +90,38 @@ class DeploymentError(SipantauError):
         where = file + (f":{line}" if line is not None else "")
         where += f" [{field}]" if field else ""
         super().__init__(f"{where}: {message}", code=code)
+
+
+class ConflictError(SipantauError):
+    """A write conflicts with what the desk holds: the same report id with other content,
+    an amendment of a version that is no longer the newest, or a second tally chain for a
+    station. Codes: ``report.conflict``, ``report.stale_version``,
+    ``report.station_already_reported``, ``report.amends_unknown``, ``report.not_head``."""
+
+    code = "report.conflict"
+
+
+class PermissionDenied(SipantauError):
+    """The principal may not do this. Codes: ``access.role`` (the role may never do it),
+    ``access.out_of_scope`` (not within the principal's region or station),
+    ``access.not_released`` (a viewer asked for figures not released),
+    ``access.wrong_monitor`` (a monitor acting for another monitor),
+    ``access.unknown_principal``."""
+
+    code = "access.denied"
+
+
+class UnknownEntityError(SipantauError):
+    """A report names something the deployment lacks. Codes: ``report.unknown_station``,
+    ``report.unknown_monitor``, ``report.unknown_contest``,
+    ``report.unknown_incident_category``, ``region.unknown``."""
+
+    code = "report.unknown"
+
+
+class StorageError(SipantauError):
+    """The storage failed. ``storage.unavailable``: the database cannot be reached (the
+    operation may be retried; nothing was written); ``storage.unknown_scheme``: no plugin
+    serves the URL's scheme; ``storage.integrity``: a constraint refused a write."""
+
+    code = "storage.unavailable"
