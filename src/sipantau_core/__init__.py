@@ -5,7 +5,17 @@ The core never imports :mod:`sipantau_adapters`; it names the ports that adapter
 
 from __future__ import annotations
 
+from sipantau_core.access import Action, Classification, Principal, Role
 from sipantau_core.deployment import Deployment
+from sipantau_core.desk import (
+    BulkResult,
+    Desk,
+    IncidentView,
+    Receipt,
+    StageState,
+    StationStatus,
+    Tally,
+)
 from sipantau_core.domain import (
     EMPTY_BOX,
     Amends,
@@ -37,7 +47,17 @@ from sipantau_core.domain import (
     VoteCounts,
     VoterCounts,
 )
-from sipantau_core.errors import DeploymentError, PayloadError, Problem, SipantauError
+from sipantau_core.errors import (
+    ConflictError,
+    DeploymentError,
+    PayloadError,
+    PermissionDenied,
+    Problem,
+    SipantauError,
+    StorageError,
+    UnknownEntityError,
+)
+from sipantau_core.hookspecs import hookimpl
 from sipantau_core.rules import (
     Rule,
     RuleRegistry,
@@ -52,28 +72,38 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "EMPTY_BOX",
+    "Action",
     "Amends",
     "Ballots",
+    "BulkResult",
     "Candidate",
+    "Classification",
+    "ConflictError",
     "Contest",
     "ContestKind",
     "Deployment",
     "DeploymentError",
+    "Desk",
     "Disability",
     "Incident",
     "IncidentCatalogue",
     "IncidentCategory",
+    "IncidentView",
     "Monitor",
     "PayloadError",
+    "PermissionDenied",
     "PersonalData",
     "PollingStation",
     "Position",
+    "Principal",
     "Problem",
+    "Receipt",
     "RegionCode",
     "RegionLevel",
     "Report",
     "RiskLevel",
     "RiskProfile",
+    "Role",
     "Rule",
     "RuleRegistry",
     "Schedule",
@@ -82,10 +112,15 @@ __all__ = [
     "SipantauError",
     "SituationReport",
     "Stage",
+    "StageState",
     "StationCode",
+    "StationStatus",
+    "StorageError",
+    "Tally",
     "TallyReport",
     "TallySettings",
     "TimeZone",
+    "UnknownEntityError",
     "Verdict",
     "Violation",
     "VoteCounts",
@@ -94,6 +129,7 @@ __all__ = [
     "canonical_bytes",
     "check_tally",
     "dump_report",
+    "hookimpl",
     "make_converter",
     "parse_report",
 ]

@@ -1,0 +1,32 @@
+"""The built-in plugin of sipantau_adapters, registered through the ``sipantau`` entry
+point exactly like a third party's: storage for ``memory://``, ``sqlite:///`` and
+``postgresql://``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sipantau_core import hookimpl
+from sipantau_core.deployment import Deployment
+from sipantau_core.ports import Storage
+
+SQL_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
+
+
+@hookimpl
+def sipantau_storage_schemes() -> Iterable[str]:
+    return ("memory", *SQL_SCHEMES)
+
+
+@hookimpl
+def sipantau_storage(url: str, deployment: Deployment) -> Storage | None:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from sipantau_adapters.storage.memory import MemoryStorage
+
+        return MemoryStorage(url)
+    if scheme in SQL_SCHEMES:
+        from sipantau_adapters.storage.sql import SQLStorage
+
+        return SQLStorage(url)
+    return None

@@ -1,0 +1,1 @@
+"""Storage backends: ``memory://`` and SQL (``sqlite:///PATH``, ``postgresql://…``)."""

@@ -1,0 +1,190 @@
+"""``memory://``: the storage port in process memory (tests, demos, one process).
+
+Transactions are serialized by one lock; a transaction that raises is undone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+from sipantau_core.errors import ConflictError
+from sipantau_core.ports import (
+    AuditRecord,
+    Decision,
+    ReleaseRecord,
+    ReportFilter,
+    StationKey,
+    StationState,
+    Storage,
+    StorageTx,
+    StoredReport,
+    WriteBatch,
+)
+
+__all__ = ["MemoryStorage"]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.reports: dict[UUID, StoredReport] = {}
+        self.chains: dict[UUID, dict[int, UUID]] = {}
+        self.stations: dict[StationKey, StationState] = {}
+        self.aggregates: dict[tuple[str, str], dict[str, int]] = {}
+        self.decisions: list[Decision] = []
+        self.releases: list[ReleaseRecord] = []
+        self.audit: list[AuditRecord] = []
+
+
+class _MemoryTx(StorageTx):
+    def __init__(self, state: _State):
+        self._s = state
+        self.undo: list[Callable[[], None]] = []
+
+    def get_reports(self, report_ids: Iterable[UUID]) -> dict[UUID, StoredReport]:
+        return {i: self._s.reports[i] for i in report_ids if i in self._s.reports}
+
+    def chain_heads(self, chain_ids: Iterable[UUID]) -> dict[UUID, StoredReport]:
+        out = {}
+        for chain in chain_ids:
+            versions = self._s.chains.get(chain)
+            if versions:
+                out[chain] = self._s.reports[versions[max(versions)]]
+        return out
+
+    def station_states(
+        self, keys: Iterable[StationKey], *, lock: bool = False
+    ) -> dict[StationKey, StationState]:
+        return {k: self._s.stations.get(k, StationState()) for k in keys}
+
+    def aggregates(self, contest: str, region: str) -> dict[str, int]:
+        return {k: v for k, v in self._s.aggregates.get((contest, region), {}).items() if v}
+
+    def reports(self, query: ReportFilter) -> list[StoredReport]:
+        found = []
+        for r in self._s.reports.values():
+            if query.region is not None and not _within(r.station, query.region):
+                continue
+            if query.station is not None and r.station != query.station:
+                continue
+            if query.kind is not None and r.kind != query.kind:
+                continue
+            if query.contest is not None and r.contest != query.contest:
+                continue
+            if query.statuses is not None and r.status not in query.statuses:
+                continue
+            if query.heads_only and max(self._s.chains[r.chain_id]) != r.version:
+                continue
+            found.append(r)
+        found.sort(key=lambda r: (r.received_at, str(r.report_id)))
+        return found
+
+    def decisions(self, report_id: UUID | None = None) -> list[Decision]:
+        return [d for d in self._s.decisions if report_id is None or d.report_id == report_id]
+
+    def releases(self) -> list[ReleaseRecord]:
+        return list(self._s.releases)
+
+    def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        found = [a for a in self._s.audit if a.seq > after]
+        return found[:limit] if limit is not None else found
+
+    def write(self, batch: WriteBatch) -> None:
+        s = self._s
+        # Check every constraint before changing anything.
+        new_ids: set[UUID] = set()
+        new_versions: set[tuple[UUID, int]] = set()
+        for r in batch.reports:
+            if r.report_id in s.reports or r.report_id in new_ids:
+                raise ConflictError(f"report {r.report_id} exists", code="storage.race")
+            if r.version in s.chains.get(r.chain_id, {}) or (r.chain_id, r.version) in new_versions:
+                raise ConflictError(
+                    f"version {r.version} of chain {r.chain_id} exists", code="storage.race"
+                )
+            new_ids.add(r.report_id)
+            new_versions.add((r.chain_id, r.version))
+        for report_id in batch.statuses:
+            if report_id not in s.reports and report_id not in new_ids:
+                raise ConflictError(f"no report {report_id} to update", code="storage.integrity")
+        undo = self.undo
+        for r in batch.reports:
+            s.reports[r.report_id] = r
+            s.chains.setdefault(r.chain_id, {})[r.version] = r.report_id
+            undo.append(partial(_remove_report, s, r))
+        for report_id, status in batch.statuses.items():
+            old = s.reports[report_id]
+            s.reports[report_id] = attrs.evolve(old, status=status)
+            undo.append(partial(s.reports.__setitem__, old.report_id, old))
+        for key, station_state in batch.stations.items():
+            undo.append(partial(_restore, s.stations, key, s.stations.get(key)))
+            s.stations[key] = station_state
+        for (contest, region, name), delta in batch.aggregates.items():
+            counters = s.aggregates.setdefault((contest, region), {})
+            counters[name] = counters.get(name, 0) + delta
+            undo.append(partial(_add, counters, name, -delta))
+        undo.append(partial(_truncate, s.decisions, len(s.decisions)))
+        s.decisions.extend(batch.decisions)
+        undo.append(partial(_truncate, s.releases, len(s.releases)))
+        s.releases.extend(batch.releases)
+        n_audit = len(s.audit)
+        seq = s.audit[-1].seq if s.audit else 0
+        for entry in batch.audit:
+            seq += 1
+            s.audit.append(attrs.evolve(entry, seq=seq))
+        undo.append(partial(_truncate, s.audit, n_audit))
+
+
+def _add(counters: dict[str, int], name: str, delta: int) -> None:
+    counters[name] = counters.get(name, 0) + delta
+
+
+def _truncate(items: list[Any], n: int) -> None:
+    del items[n:]
+
+
+def _within(station: str, region: str) -> bool:
+    if len(region) == 13 and "." not in region:
+        return station == region
+    return station.startswith(region.replace(".", ""))
+
+
+def _remove_report(s: _State, r: StoredReport) -> None:
+    s.reports.pop(r.report_id, None)
+    s.chains.get(r.chain_id, {}).pop(r.version, None)
+    if not s.chains.get(r.chain_id):
+        s.chains.pop(r.chain_id, None)
+
+
+def _restore(
+    d: dict[StationKey, StationState], key: StationKey, previous: StationState | None
+) -> None:
+    if previous is None:
+        d.pop(key, None)
+    else:
+        d[key] = previous
+
+
+class MemoryStorage(Storage):
+    """Everything in one process's memory; gone when the process ends."""
+
+    def __init__(self, url: str = "memory://"):
+        self.url = url
+        self._state = _State()
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[StorageTx]:
+        with self._lock:
+            tx = _MemoryTx(self._state)
+            try:
+                yield tx
+            except BaseException:
+                for undo in reversed(tx.undo):
+                    undo()
+                raise

@@ -1,0 +1,1117 @@
+"""The desk: the composition root and the use cases of an election-day desk.
+
+``Desk.open(deployment, storage=URL, plugins=...)`` builds a running desk. Every call
+names a :class:`~sipantau_core.access.Principal`. Reports go in through :meth:`Desk.submit`
+(or :meth:`Desk.submit_many`), are checked, stored exactly once and counted in one
+transaction; queries read them back under the access policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import attrs
+
+from sipantau_core.access import Action, Principal, Role, Target, authorize
+from sipantau_core.deployment import Deployment
+from sipantau_core.domain import (
+    Contest,
+    IncidentCatalogue,
+    PersonalData,
+    PollingStation,
+    RegionCode,
+    RegionLevel,
+    Report,
+    SecurityStatus,
+    SituationReport,
+    Stage,
+    StationCode,
+    TallyReport,
+)
+from sipantau_core.errors import (
+    ConflictError,
+    PermissionDenied,
+    SipantauError,
+    UnknownEntityError,
+)
+from sipantau_core.plugins import Plugins
+from sipantau_core.ports import (
+    COUNTED_STATUSES,
+    AuditRecord,
+    CountedTally,
+    Decision,
+    ReleaseRecord,
+    ReportFilter,
+    ReportStatus,
+    StationKey,
+    StationState,
+    Storage,
+    StorageTx,
+    StoredReport,
+    WriteBatch,
+)
+from sipantau_core.rules import RuleRegistry, Verdict, Violation, default_registry
+from sipantau_core.wire import canonical_bytes, parse_report
+
+__all__ = [
+    "BulkResult",
+    "Desk",
+    "IncidentView",
+    "Receipt",
+    "RegionEvent",
+    "ReportEvent",
+    "StageState",
+    "StationStatus",
+    "Tally",
+]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+ReceiptStatus = Literal["accepted", "flagged", "duplicate", "overridden", "rejected"]
+
+#: How often a transaction that lost a race (a concurrent insert of the same report or
+#: version) is tried again before its ConflictError is passed on.
+MAX_RETRIES = 5
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------
+# Values returned by the desk
+# ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Receipt:
+    """What the desk answers a submission (and a decision).
+
+    ``status`` is ``accepted`` (stored and counted), ``flagged`` (stored, breaks a hard
+    rule, kept out of the counts), ``duplicate`` (the same report was stored already:
+    nothing changed; ``first_status`` is what the first submission got), or after a
+    decision ``overridden`` / ``rejected``.
+    """
+
+    report_id: UUID
+    status: ReceiptStatus
+    version: int
+    chain_id: UUID
+    station: str
+    received_at: datetime
+    violations: tuple[Violation, ...] = ()
+    first_status: str | None = None
+
+    @property
+    def counted(self) -> bool:
+        return self.status in ("accepted", "overridden") or (
+            self.status == "duplicate" and self.first_status in ("accepted", "overridden")
+        )
+
+
+@attrs.frozen
+class Tally:
+    """The counts of a region (or one TPS) for one contest."""
+
+    region: str
+    contest: str
+    votes: Mapping[int, int]
+    valid: int
+    invalid: int
+    total: int
+    stations_counted: int
+    stations_expected: int
+    registered_covered: int
+    registered_expected: int
+
+    @property
+    def share(self) -> dict[int, float]:
+        """Each option's share of the valid votes counted so far (0 when none)."""
+        return {n: (v / self.valid if self.valid else 0.0) for n, v in self.votes.items()}
+
+    @property
+    def progress(self) -> float:
+        """The share of the region's TPS counted."""
+        return self.stations_counted / self.stations_expected if self.stations_expected else 0.0
+
+
+@attrs.frozen
+class StageState:
+    """One stage of one TPS: ``in`` (on time), ``late``, ``missing`` (deadline passed,
+    nothing in) or ``pending`` (deadline not yet passed)."""
+
+    stage: Stage
+    state: Literal["in", "late", "missing", "pending"]
+    deadline: datetime
+    reported_at: datetime | None = None
+    security: SecurityStatus | None = None
+
+
+@attrs.frozen
+class StationStatus:
+    station: str
+    stages: tuple[StageState, ...]
+    tally: str | None  # the status of the station's newest tally, if any
+
+    def stage(self, stage: Stage) -> StageState:
+        return next(s for s in self.stages if s.stage is stage)
+
+
+@attrs.frozen
+class IncidentView:
+    station: str
+    report_id: UUID
+    stage: Stage
+    observed_at: datetime
+    category: str
+    severity: int
+    text: str
+    media_sha256: str | None
+
+
+@attrs.frozen
+class ReportEvent:
+    """A report lifecycle event for plugins (``kind``: accepted, flagged, corrected,
+    overridden, rejected)."""
+
+    kind: str
+    report: Report
+    receipt: Receipt
+    principal: Principal
+    at: datetime
+    reason: str = ""
+
+
+@attrs.frozen
+class RegionEvent:
+    region: str
+    contest: str | None
+    principal: Principal
+    at: datetime
+
+
+@attrs.frozen
+class BulkResult:
+    """The outcome of :meth:`Desk.submit_many`, one item per report in order: a
+    :class:`Receipt`, or the :class:`SipantauError` that :meth:`Desk.submit` would have
+    raised for it."""
+
+    items: tuple[Receipt | SipantauError, ...]
+
+    @property
+    def receipts(self) -> list[Receipt]:
+        return [x for x in self.items if isinstance(x, Receipt)]
+
+    @property
+    def errors(self) -> list[tuple[int, SipantauError]]:
+        return [(i, x) for i, x in enumerate(self.items) if isinstance(x, SipantauError)]
+
+    def count(self, status: str) -> int:
+        return sum(1 for x in self.receipts if x.status == status)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+_LEVELS = (RegionLevel.VILLAGE, RegionLevel.DISTRICT, RegionLevel.CITY, RegionLevel.PROVINCE)
+
+
+def _violations_json(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "[]"
+    return json.dumps(
+        [
+            {
+                "code": v.code,
+                "severity": v.severity,
+                "fields": list(v.fields),
+                "message_id": v.message_id,
+                "message": v.message,
+            }
+            for v in verdict.violations
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def _violations_from(text: str) -> tuple[Violation, ...]:
+    return tuple(
+        Violation(d["code"], d["severity"], tuple(d["fields"]), d["message_id"], d["message"])
+        for d in json.loads(text)
+    )
+
+
+def _counters(report: TallyReport, station: PollingStation) -> dict[str, int]:
+    out = {f"votes.{n}": v for n, v in report.votes.items()}
+    out.update(
+        valid=report.valid,
+        invalid=report.invalid,
+        total=report.total,
+        stations=1,
+        registered=station.registered_voters,
+    )
+    return out
+
+
+@attrs.frozen
+class _Prepared:
+    """A report checked against everything that does not need the storage."""
+
+    report: Report
+    payload: str
+    digest: str
+    verdict: Verdict | None
+    station: PollingStation
+
+
+def _not_found(report_id: UUID) -> UnknownEntityError:
+    return UnknownEntityError(
+        f"no report {report_id} at this desk",
+        code="report.not_found",
+        message_id=f"laporan {report_id} tidak ditemukan",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The desk
+# ---------------------------------------------------------------------------------------
+
+
+class Desk:
+    """A running desk. Build one with :meth:`open`."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        storage: Storage,
+        plugins: Plugins,
+        *,
+        rules: RuleRegistry,
+        incident_categories: IncidentCatalogue,
+        clock: Clock = _utcnow,
+    ):
+        self.deployment = deployment
+        self.storage = storage
+        self.plugins = plugins
+        self.rules = rules
+        self.incident_categories = incident_categories
+        self.clock = clock
+
+    @classmethod
+    def open(
+        cls,
+        deployment: Deployment | str | Path,
+        storage: str | Storage = "memory://",
+        plugins: Iterable[object] = (),
+        *,
+        autoload: bool | None = None,
+        clock: Clock | None = None,
+    ) -> Desk:
+        """Build a running desk: load the deployment (a directory or a ``Deployment``),
+        the plugins (entry points, then ``plugins``), the storage for the URL (or a
+        ready :class:`~sipantau_core.ports.Storage`), the rules (built-ins plus rule
+        packs) and the incident catalogue (defaults, deployment, plugins)."""
+        dep = deployment if isinstance(deployment, Deployment) else Deployment.load(deployment)
+        pm = Plugins.load(plugins, autoload=autoload)
+        rules = default_registry()
+        for rule in pm.rule_packs(dep):
+            rules.register(rule)
+        catalogue = IncidentCatalogue(dep.incident_categories.values())
+        for category in pm.incident_categories(dep):
+            catalogue.add(category)
+        store = storage if not isinstance(storage, str) else pm.make_storage(storage, dep)
+        desk = cls(
+            dep, store, pm, rules=rules, incident_categories=catalogue, clock=clock or _utcnow
+        )
+        pm.desk_opened(desk)
+        return desk
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self) -> Desk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(
+        self, report: Report | bytes | str | Mapping[str, Any], *, principal: Principal
+    ) -> Receipt:
+        """Check, store and count one report in one transaction.
+
+        Raises :class:`PermissionDenied`, :class:`UnknownEntityError`,
+        :class:`ConflictError` (same id with other content, a stale amendment, a second
+        tally chain for a station), :class:`~sipantau_core.errors.PayloadError` for a
+        payload that cannot be read, or :class:`~sipantau_core.errors.StorageError`.
+        """
+        item = self.submit_many([report], principal=principal).items[0]
+        if isinstance(item, SipantauError):
+            raise item
+        return item
+
+    def submit_many(
+        self, reports: Iterable[Report | bytes | str | Mapping[str, Any]], *, principal: Principal
+    ) -> BulkResult:
+        """The bulk path: the same checks and the same results as submitting the reports
+        one by one, in order, but in one transaction (per chunk of ``chunk`` reports)."""
+        now = self.clock()
+        prepared: list[_Prepared | SipantauError] = []
+        denied: list[AuditRecord] = []
+        for raw in reports:
+            try:
+                prepared.append(self._prepare(raw, principal))
+            except SipantauError as e:
+                prepared.append(e)
+                if isinstance(e, PermissionDenied):
+                    denied.append(
+                        self._audit_entry(principal, "submit", "report", f"denied:{e.code}", now)
+                    )
+        items, events = self._store(prepared, principal, now, denied)
+        for event in events:
+            self.plugins.report_event(self, event)
+        return BulkResult(tuple(items))
+
+    def _prepare(
+        self, raw: Report | bytes | str | Mapping[str, Any], principal: Principal
+    ) -> _Prepared:
+        report = raw if isinstance(raw, TallyReport | SituationReport) else parse_report(raw)
+        station = self.deployment.stations.get(report.station)
+        self._check_submitter(report, principal)
+        if station is None:
+            raise UnknownEntityError(
+                f"TPS {report.station.label} is not in the deployment {self.deployment.id}",
+                code="report.unknown_station",
+                message_id=f"TPS {report.station.label} tidak terdaftar di desk ini",
+            )
+        monitor = self.deployment.monitors.get(report.monitor)
+        if monitor is None:
+            raise UnknownEntityError(
+                f"monitor {report.monitor!r} is not in the deployment",
+                code="report.unknown_monitor",
+                message_id=f"pemantau {report.monitor} tidak terdaftar",
+            )
+        if monitor.station != report.station:
+            raise UnknownEntityError(
+                f"monitor {report.monitor!r} is assigned to TPS {monitor.station.label}, "
+                f"not {report.station.label}",
+                code="report.monitor_mismatch",
+                message_id=(
+                    f"pemantau {report.monitor} tidak bertugas di TPS {report.station.label}"
+                ),
+            )
+        verdict: Verdict | None = None
+        if isinstance(report, TallyReport):
+            contest = self._contest(report.contest)
+            verdict = self.rules.check(
+                report, station=station, contest=contest, settings=self.deployment.tally_settings
+            )
+        else:
+            if report.contest is not None:
+                self._contest(report.contest)
+            for incident in report.incidents:
+                if incident.category not in self.incident_categories:
+                    raise UnknownEntityError(
+                        f"incident category {incident.category!r} is not in the catalogue "
+                        f"(known: {sorted(self.incident_categories)})",
+                        code="report.unknown_incident_category",
+                        message_id=f"kategori kejadian {incident.category} tidak dikenal",
+                    )
+        raw_bytes = canonical_bytes(report)
+        return _Prepared(
+            report=report,
+            payload=raw_bytes.decode("utf-8"),
+            digest=hashlib.sha256(raw_bytes).hexdigest(),
+            verdict=verdict,
+            station=station,
+        )
+
+    def _check_submitter(self, report: Report, principal: Principal) -> None:
+        authorize(principal, Action.SUBMIT, report.station)
+        if principal.role is Role.MONITOR:
+            monitor = self.deployment.monitors.get(principal.id)
+            if monitor is None or monitor.station != principal.scope:
+                raise PermissionDenied(
+                    f"monitor {principal.id!r} is not enrolled at this desk for {principal.scope}",
+                    code="access.unknown_principal",
+                    message_id=f"pemantau {principal.id} tidak terdaftar untuk TPS ini",
+                )
+            if report.monitor != principal.id:
+                raise PermissionDenied(
+                    f"monitor {principal.id!r} may not send a report as {report.monitor!r}",
+                    code="access.wrong_monitor",
+                    message_id=(
+                        f"pemantau {principal.id} tidak boleh mengirim atas nama {report.monitor}"
+                    ),
+                )
+
+    def _contest(self, contest_id: str) -> Contest:
+        contest = self.deployment.contests.get(contest_id)
+        if contest is None:
+            raise UnknownEntityError(
+                f"contest {contest_id!r} is not in the deployment "
+                f"(known: {sorted(self.deployment.contests)})",
+                code="report.unknown_contest",
+                message_id=f"pemilihan {contest_id} tidak dikenal",
+            )
+        return contest
+
+    def _store(
+        self,
+        prepared: Sequence[_Prepared | SipantauError],
+        principal: Principal,
+        now: datetime,
+        denied: list[AuditRecord],
+    ) -> tuple[list[Receipt | SipantauError], list[ReportEvent]]:
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    items, events, batch = self._plan(tx, prepared, principal, now)
+                    batch.audit[:0] = denied
+                    if batch:
+                        tx.write(batch)
+                return items, events
+            except ConflictError:
+                # A concurrent writer stored the same report or version first: read again.
+                if attempt == MAX_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _plan(
+        self,
+        tx: StorageTx,
+        prepared: Sequence[_Prepared | SipantauError],
+        principal: Principal,
+        now: datetime,
+    ) -> tuple[list[Receipt | SipantauError], list[ReportEvent], WriteBatch]:
+        ok = [p for p in prepared if isinstance(p, _Prepared)]
+        ids = {p.report.report_id for p in ok} | {
+            p.report.amends.report_id for p in ok if p.report.amends is not None
+        }
+        known = tx.get_reports(ids) if ids else {}
+        heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
+        keys = sorted(
+            {
+                (p.report.contest, p.report.station.compact)
+                for p in ok
+                if isinstance(p.report, TallyReport)
+            }
+        )
+        states = tx.station_states(keys, lock=True) if keys else {}
+        batch = WriteBatch()
+        items: list[Receipt | SipantauError] = []
+        events: list[ReportEvent] = []
+        for p in prepared:
+            if isinstance(p, SipantauError):
+                items.append(p)
+                continue
+            try:
+                receipt, event = self._plan_one(p, principal, now, known, heads, states, batch)
+            except SipantauError as e:
+                items.append(e)
+                continue
+            items.append(receipt)
+            if event is not None:
+                events.append(event)
+        return items, events, batch
+
+    def _plan_one(
+        self,
+        p: _Prepared,
+        principal: Principal,
+        now: datetime,
+        known: dict[UUID, StoredReport],
+        heads: dict[UUID, StoredReport],
+        states: dict[StationKey, StationState],
+        batch: WriteBatch,
+    ) -> tuple[Receipt, ReportEvent | None]:
+        report = p.report
+        existing = known.get(report.report_id)
+        if existing is not None:
+            if existing.digest != p.digest:
+                raise ConflictError(
+                    f"report {report.report_id} was stored with other content; "
+                    "send a correction with a new report_id that amends it",
+                    code="report.conflict",
+                    message_id="laporan dengan ID ini sudah ada dengan isi berbeda; kirim koreksi",
+                )
+            return self._receipt(existing, duplicate=True), None
+        kind = "tally" if isinstance(report, TallyReport) else "situation"
+        if report.amends is not None:
+            target = known.get(report.amends.report_id)
+            if target is None:
+                raise ConflictError(
+                    f"report {report.report_id} amends {report.amends.report_id}, "
+                    "which this desk does not hold",
+                    code="report.amends_unknown",
+                    message_id="laporan yang dikoreksi tidak ditemukan",
+                )
+            head = heads[target.chain_id]
+            if (head.kind, head.station, head.contest) != (
+                kind,
+                report.station.compact,
+                report.contest,
+            ):
+                raise ConflictError(
+                    "a correction must be of the same kind, TPS and contest as what it amends",
+                    code="report.conflict",
+                    message_id="koreksi harus untuk jenis laporan, TPS dan pemilihan yang sama",
+                )
+            if report.amends.version != head.version:
+                raise ConflictError(
+                    f"report {report.report_id} amends version {report.amends.version}, "
+                    f"but the newest version is {head.version}",
+                    code="report.stale_version",
+                    message_id=(
+                        f"koreksi untuk versi {report.amends.version}, padahal versi terbaru "
+                        f"adalah {head.version}"
+                    ),
+                )
+            chain_id, version = head.chain_id, head.version + 1
+            batch.statuses[head.report_id] = ReportStatus.SUPERSEDED
+            superseded = attrs.evolve(head, status=ReportStatus.SUPERSEDED)
+            known[head.report_id] = superseded
+        else:
+            chain_id, version = report.report_id, 1
+        if p.verdict is not None and not p.verdict.ok:
+            status = ReportStatus.FLAGGED
+        else:
+            status = ReportStatus.ACCEPTED
+        stored = StoredReport(
+            report_id=report.report_id,
+            chain_id=chain_id,
+            version=version,
+            kind=kind,
+            station=report.station.compact,
+            contest=report.contest,
+            monitor=report.monitor,
+            stage=report.stage.value
+            if isinstance(report, SituationReport)
+            else Stage.COUNTING.value,
+            observed_at=report.observed_at,
+            received_at=now,
+            digest=p.digest,
+            payload=p.payload,
+            status=status,
+            verdict=_violations_json(p.verdict),
+            submitted_by=principal.id,
+        )
+        if isinstance(report, TallyReport):
+            key = (report.contest, report.station.compact)
+            state = states.get(key, StationState())
+            if state.chain_id is not None and state.chain_id != chain_id:
+                raise ConflictError(
+                    f"TPS {report.station.label} already has a tally for {report.contest} "
+                    f"(report {state.chain_id}); send a correction that amends it",
+                    code="report.station_already_reported",
+                    message_id=(
+                        "TPS ini sudah mengirim hasil; kirim koreksi atas laporan sebelumnya"
+                    ),
+                )
+            counted = (
+                CountedTally(report.report_id, version, _counters(report, p.station))
+                if status in COUNTED_STATUSES
+                else None
+            )
+            self._recount(batch, report.contest, report.station, state.counted, counted)
+            new_state = StationState(chain_id=chain_id, counted=counted)
+            states[key] = new_state
+            batch.stations[key] = new_state
+        batch.reports.append(stored)
+        known[stored.report_id] = stored
+        heads[chain_id] = stored
+        batch.audit.append(
+            self._audit_entry(principal, "submit", f"report:{report.report_id}", status.value, now)
+        )
+        receipt = self._receipt(stored)
+        kind_of_event = (
+            "corrected"
+            if version > 1
+            else ("flagged" if status is ReportStatus.FLAGGED else "accepted")
+        )
+        return receipt, ReportEvent(kind_of_event, report, receipt, principal, now)
+
+    @staticmethod
+    def _recount(
+        batch: WriteBatch,
+        contest: str,
+        station: StationCode,
+        old: CountedTally | None,
+        new: CountedTally | None,
+    ) -> None:
+        delta: dict[str, int] = defaultdict(int)
+        if old is not None:
+            for name, value in old.counters.items():
+                delta[name] -= value
+        if new is not None:
+            for name, value in new.counters.items():
+                delta[name] += value
+        for level in _LEVELS:
+            region = station.village.at_level(level).value
+            for name, value in delta.items():
+                batch.add((contest, region, name), value)
+
+    @staticmethod
+    def _receipt(stored: StoredReport, *, duplicate: bool = False) -> Receipt:
+        status: Any = "duplicate" if duplicate else stored.status.value
+        return Receipt(
+            report_id=stored.report_id,
+            status=status,
+            version=stored.version,
+            chain_id=stored.chain_id,
+            station=stored.station,
+            received_at=stored.received_at,
+            violations=_violations_from(stored.verdict),
+            first_status=stored.status.value if duplicate else None,
+        )
+
+    def _audit_entry(
+        self, principal: Principal, action: str, obj: str, outcome: str, at: datetime | None = None
+    ) -> AuditRecord:
+        return AuditRecord(
+            at=at or self.clock(),
+            principal=principal.id,
+            role=principal.role.value,
+            action=action,
+            object=obj,
+            outcome=outcome,
+        )
+
+    def _guard(
+        self,
+        principal: Principal,
+        action: Action,
+        target: Target | None,
+        *,
+        what: str,
+        released: bool = False,
+    ) -> None:
+        """Authorize, recording a refusal in the audit log before raising it."""
+        try:
+            authorize(principal, action, target, released=released)
+        except PermissionDenied as e:
+            self._write_audit(self._audit_entry(principal, action.value, what, f"denied:{e.code}"))
+            raise
+
+    def _write_audit(self, *entries: AuditRecord) -> None:
+        with self.storage.transaction() as tx:
+            tx.write(WriteBatch(audit=list(entries)))
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def override(self, report_id: UUID, *, principal: Principal, reason: str) -> Receipt:
+        """Count a flagged tally anyway (a desk officer's decision, with a reason)."""
+        return self._decide(report_id, principal, reason, "override")
+
+    def reject(self, report_id: UUID, *, principal: Principal, reason: str) -> Receipt:
+        """Refuse a report: it no longer counts (a desk officer's decision, with a reason)."""
+        return self._decide(report_id, principal, reason, "reject")
+
+    def _decide(self, report_id: UUID, principal: Principal, reason: str, action: str) -> Receipt:
+        if not reason or not reason.strip():
+            raise SipantauError(
+                "a decision needs a reason",
+                code="decision.reason_missing",
+                message_id="keputusan harus disertai alasan",
+            )
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            stored = tx.get_reports([report_id]).get(report_id)
+            if stored is None:
+                raise _not_found(report_id)
+        self._guard(
+            principal, Action.DECIDE, StationCode.parse(stored.station), what=f"report:{report_id}"
+        )
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    receipt = self._decide_in(tx, report_id, principal, reason, action, now)
+                break
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+        report = parse_report(stored.payload)
+        kind = "overridden" if action == "override" else "rejected"
+        self.plugins.report_event(self, ReportEvent(kind, report, receipt, principal, now, reason))
+        return receipt
+
+    def _decide_in(
+        self,
+        tx: StorageTx,
+        report_id: UUID,
+        principal: Principal,
+        reason: str,
+        action: str,
+        now: datetime,
+    ) -> Receipt:
+        stored = tx.get_reports([report_id]).get(report_id)
+        if stored is None:
+            raise _not_found(report_id)
+        head = tx.chain_heads([stored.chain_id])[stored.chain_id]
+        if head.report_id != stored.report_id:
+            raise ConflictError(
+                f"report {report_id} is version {stored.version}; version {head.version} "
+                "is newer: decide on that one",
+                code="report.not_head",
+                message_id="keputusan hanya untuk versi laporan terbaru",
+            )
+        batch = WriteBatch()
+        if action == "override":
+            if stored.status is not ReportStatus.FLAGGED:
+                raise ConflictError(
+                    f"only a flagged tally can be overridden; report {report_id} is "
+                    f"{stored.status.value}",
+                    code="report.not_flagged",
+                    message_id="hanya laporan yang ditandai yang dapat dihitung dengan keputusan",
+                )
+            new_status = ReportStatus.OVERRIDDEN
+        else:
+            if stored.status is ReportStatus.REJECTED:
+                raise ConflictError(
+                    f"report {report_id} is rejected already",
+                    code="report.already_rejected",
+                    message_id="laporan sudah ditolak",
+                )
+            new_status = ReportStatus.REJECTED
+        if stored.kind == "tally":
+            assert stored.contest is not None
+            key = (stored.contest, stored.station)
+            state = tx.station_states([key], lock=True)[key]
+            station_code = StationCode.parse(stored.station)
+            counted: CountedTally | None = None
+            if new_status is ReportStatus.OVERRIDDEN:
+                report = parse_report(stored.payload)
+                assert isinstance(report, TallyReport)
+                counted = CountedTally(
+                    stored.report_id,
+                    stored.version,
+                    _counters(report, self.deployment.stations[station_code]),
+                )
+            self._recount(batch, stored.contest, station_code, state.counted, counted)
+            batch.stations[key] = StationState(chain_id=state.chain_id, counted=counted)
+        batch.statuses[report_id] = new_status
+        batch.decisions.append(Decision(report_id, action, principal.id, reason.strip(), now))
+        batch.audit.append(
+            self._audit_entry(principal, action, f"report:{report_id}", new_status.value, now)
+        )
+        tx.write(batch)
+        decided: ReceiptStatus = "overridden" if action == "override" else "rejected"
+        return attrs.evolve(self._receipt(stored), status=decided)
+
+    # -- release -----------------------------------------------------------------------------
+
+    def release(
+        self, region: RegionCode | str, *, principal: Principal, contest: str | None = None
+    ) -> None:
+        """Release a region's aggregates (for one contest, or all) to viewers."""
+        code = self._region(region)
+        if contest is not None:
+            self._contest(contest)
+        self._guard(principal, Action.RELEASE, code, what=f"region:{code}")
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            tx.write(
+                WriteBatch(
+                    releases=[ReleaseRecord(code.value, contest, principal.id, now)],
+                    audit=[self._audit_entry(principal, "release", f"region:{code}", "ok", now)],
+                )
+            )
+        self.plugins.region_released(self, RegionEvent(code.value, contest, principal, now))
+
+    def is_released(self, region: RegionCode | str, contest: str) -> bool:
+        code = RegionCode.parse(region).value
+        with self.storage.transaction() as tx:
+            return any(r.region == code and r.contest in (None, contest) for r in tx.releases())
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def _region(self, region: RegionCode | StationCode | str) -> RegionCode:
+        code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
+        if not (self.deployment.region.contains(code) or code.contains(self.deployment.region)):
+            raise UnknownEntityError(
+                f"region {code} is outside the desk's region {self.deployment.region}",
+                code="region.unknown",
+                message_id=f"wilayah {code} di luar wilayah desk",
+            )
+        return code
+
+    def _target(self, where: RegionCode | StationCode | str) -> Target:
+        if isinstance(where, StationCode):
+            return where
+        text = str(where)
+        if len(text.replace(".", "")) == 13 and "." not in text:
+            code = StationCode.parse(text)
+            if code not in self.deployment.stations:
+                raise UnknownEntityError(
+                    f"TPS {code.label} is not in the deployment",
+                    code="report.unknown_station",
+                    message_id=f"TPS {code.label} tidak terdaftar",
+                )
+            return code
+        return self._region(text)
+
+    def _default_contest(self, contest: str | None) -> str:
+        if contest is not None:
+            self._contest(contest)
+            return contest
+        if len(self.deployment.contests) == 1:
+            return next(iter(self.deployment.contests))
+        raise SipantauError(
+            f"this desk runs several contests; name one of {sorted(self.deployment.contests)}",
+            code="contest.ambiguous",
+        )
+
+    @cached_property
+    def _expected(self) -> dict[str, tuple[int, int]]:
+        """Per region (every level) and TPS: (number of TPS, registered voters)."""
+        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for code, station in self.deployment.stations.items():
+            for key in (code.compact, *(code.village.at_level(lvl).value for lvl in _LEVELS)):
+                out[key][0] += 1
+                out[key][1] += station.registered_voters
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def tally(
+        self,
+        region: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        contest: str | None = None,
+    ) -> Tally:
+        """The counts of a region (TPS, village, district, city, province) for a contest.
+
+        Readers: officers and coordinators within their region, a monitor for its own TPS,
+        a viewer only where a coordinator released the region."""
+        target = self._target(region)
+        contest_id = self._default_contest(contest)
+        options = self.deployment.contests[contest_id].options
+        released = (
+            principal.role is Role.VIEWER
+            and isinstance(target, RegionCode)
+            and self.is_released(target, contest_id)
+        )
+        self._guard(
+            principal,
+            Action.READ_TALLY,
+            target,
+            what=f"tally:{contest_id}:{target}",
+            released=released,
+        )
+        key = target.compact if isinstance(target, StationCode) else target.value
+        with self.storage.transaction() as tx:
+            if isinstance(target, StationCode):
+                state = tx.station_states([(contest_id, key)])[(contest_id, key)]
+                counters = dict(state.counted.counters) if state.counted else {}
+            else:
+                counters = tx.aggregates(contest_id, key)
+            tx.write(
+                WriteBatch(
+                    audit=[
+                        self._audit_entry(
+                            principal, "read_tally", f"tally:{contest_id}:{key}", "ok"
+                        )
+                    ]
+                )
+            )
+        expected = self._expected.get(key, (0, 0))
+        return Tally(
+            region=key,
+            contest=contest_id,
+            votes={n: counters.get(f"votes.{n}", 0) for n in options},
+            valid=counters.get("valid", 0),
+            invalid=counters.get("invalid", 0),
+            total=counters.get("total", 0),
+            stations_counted=counters.get("stations", 0),
+            stations_expected=expected[0],
+            registered_covered=counters.get("registered", 0),
+            registered_expected=expected[1],
+        )
+
+    def _read_reports(
+        self,
+        principal: Principal,
+        action: Action,
+        where: RegionCode | StationCode | str,
+        query: ReportFilter,
+    ) -> list[StoredReport]:
+        target = self._target(where)
+        what = f"{action.value}:{target}"
+        self._guard(principal, action, target, what=what)
+        with self.storage.transaction() as tx:
+            found = tx.reports(query)
+            tx.write(WriteBatch(audit=[self._audit_entry(principal, action.value, what, "ok")]))
+        return found
+
+    def _prefix(self, where: RegionCode | StationCode | str) -> str:
+        target = self._target(where)
+        return target.compact if isinstance(target, StationCode) else target.value
+
+    def reports(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        kind: str | None = None,
+        contest: str | None = None,
+        heads_only: bool = True,
+    ) -> list[tuple[StoredReport, Report]]:
+        """Reports (newest versions by default) within a region or TPS, with the desk's
+        record of each (status, version, verdict)."""
+        query = ReportFilter(
+            region=self._prefix(where), kind=kind, contest=contest, heads_only=heads_only
+        )
+        return [
+            (s, parse_report(s.payload))
+            for s in self._read_reports(principal, Action.READ_REPORTS, where, query)
+        ]
+
+    def station_status(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        now: datetime | None = None,
+    ) -> list[StationStatus]:
+        """For every TPS within ``where``: each stage's report in, late, missing or
+        pending against the schedule in the TPS's own time zone, and its tally status."""
+        at = now or self.clock()
+        query = ReportFilter(region=self._prefix(where), heads_only=False)
+        found = self._read_reports(principal, Action.READ_STATUS, where, query)
+        first_in: dict[tuple[str, str], StoredReport] = {}
+        tally_head: dict[str, StoredReport] = {}
+        for s in found:
+            if s.status is ReportStatus.REJECTED:
+                continue
+            if s.stage is not None:
+                first_in.setdefault((s.station, s.stage), s)
+            if s.kind == "tally" and (
+                s.station not in tally_head or s.version > tally_head[s.station].version
+            ):
+                tally_head[s.station] = s
+        target = self._target(where)
+        stations = (
+            [self.deployment.stations[target]]
+            if isinstance(target, StationCode)
+            else list(self.deployment.stations_in(target))
+        )
+        schedule = self.deployment.schedule
+        day = self.deployment.election_day
+        out: list[StationStatus] = []
+        for station in sorted(stations, key=lambda s: s.code):
+            code = station.code.compact
+            stages: list[StageState] = []
+            for stage in Stage:
+                deadline = schedule.deadline(stage, day, station.time_zone)
+                got = first_in.get((code, stage.value))
+                security = None
+                if got is not None and got.kind == "situation":
+                    security = SecurityStatus(json.loads(got.payload)["status"])
+                if got is not None:
+                    state: Literal["in", "late", "missing", "pending"] = (
+                        "in" if got.received_at <= deadline else "late"
+                    )
+                    stages.append(StageState(stage, state, deadline, got.received_at, security))
+                else:
+                    stages.append(
+                        StageState(stage, "missing" if at > deadline else "pending", deadline)
+                    )
+            head = tally_head.get(code)
+            out.append(StationStatus(code, tuple(stages), head.status.value if head else None))
+        return out
+
+    def incidents(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        stage: Stage | str | None = None,
+        category: str | None = None,
+        min_severity: int = 1,
+    ) -> list[IncidentView]:
+        """Incidents reported within ``where`` (newest version of each report), filtered by
+        stage, category and severity, most severe first."""
+        stage_value = Stage(stage).value if stage is not None else None
+        query = ReportFilter(region=self._prefix(where), kind="situation")
+        out: list[IncidentView] = []
+        for stored in self._read_reports(principal, Action.READ_INCIDENTS, where, query):
+            if stored.status is ReportStatus.REJECTED:
+                continue
+            if stage_value is not None and stored.stage != stage_value:
+                continue
+            report = parse_report(stored.payload)
+            assert isinstance(report, SituationReport)
+            for incident in report.incidents:
+                if category is not None and incident.category != category:
+                    continue
+                if incident.severity < min_severity:
+                    continue
+                out.append(
+                    IncidentView(
+                        stored.station,
+                        stored.report_id,
+                        report.stage,
+                        report.observed_at,
+                        incident.category,
+                        incident.severity,
+                        incident.text,
+                        incident.media_sha256,
+                    )
+                )
+        out.sort(key=lambda i: (-i.severity, i.observed_at, i.station))
+        return out
+
+    def decisions(self, report_id: UUID, *, principal: Principal) -> list[Decision]:
+        """Who overrode or rejected a report, when and why."""
+        with self.storage.transaction() as tx:
+            stored = tx.get_reports([report_id]).get(report_id)
+        if stored is None:
+            raise _not_found(report_id)
+        self._guard(
+            principal,
+            Action.READ_REPORTS,
+            StationCode.parse(stored.station),
+            what=f"decisions:{report_id}",
+        )
+        with self.storage.transaction() as tx:
+            return tx.decisions(report_id)
+
+    def history(
+        self, *, principal: Principal, after: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        """The record of who did what (for auditors): actions and objects, never figures."""
+        scope = principal.scope if isinstance(principal.scope, RegionCode) else None
+        self._guard(principal, Action.READ_AUDIT, scope, what="audit")
+        with self.storage.transaction() as tx:
+            found = tx.audit(after=after, limit=limit)
+            tx.write(WriteBatch(audit=[self._audit_entry(principal, "read_audit", "audit", "ok")]))
+        return found
+
+    def personal_data(self, monitor_id: str, *, principal: Principal) -> PersonalData | None:
+        """A monitor's personal data (coordinators only, within their region)."""
+        monitor = self.deployment.monitors.get(monitor_id)
+        if monitor is None:
+            raise UnknownEntityError(
+                f"monitor {monitor_id!r} is not in the deployment", code="report.unknown_monitor"
+            )
+        self._guard(principal, Action.READ_PERSONAL, monitor.station, what=f"monitor:{monitor_id}")
+        self._write_audit(
+            self._audit_entry(principal, "read_personal", f"monitor:{monitor_id}", "ok")
+        )
+        return monitor.personal

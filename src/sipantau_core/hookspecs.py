@@ -1,0 +1,145 @@
+"""Every ``sipantau_*`` hook: what a plugin may provide to a desk.
+
+A plugin is any object or module with functions marked ``@hookimpl`` (``from
+sipantau_core import hookimpl``), registered through the ``sipantau`` entry-point group
+or passed to ``Desk.open(..., plugins=[...])``. Hooks marked *firstresult* stop at the
+first plugin that answers (returns something other than ``None``); the others collect
+every plugin's answer. Application code never calls these directly: it goes through
+:class:`sipantau_core.plugins.Plugins`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sipantau_core.deployment import Deployment
+    from sipantau_core.desk import Desk, RegionEvent, ReportEvent
+    from sipantau_core.domain import IncidentCategory
+    from sipantau_core.ports import Storage
+    from sipantau_core.rules import Rule
+
+PROJECT = "sipantau"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# ---------------------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sipantau_storage(url: str, deployment: Deployment) -> Storage | None:
+    """Open the storage for ``url`` if this plugin serves its scheme.
+
+    :param url: the storage URL given to ``Desk.open`` (``memory://``,
+        ``sqlite:///desk.db``, ``postgresql://…``).
+    :param deployment: the desk's deployment (its settings may configure the backend).
+    :return: a :class:`~sipantau_core.ports.Storage`, or ``None`` when the scheme is not
+        this plugin's. *firstresult*: the first plugin that answers wins.
+    """
+
+
+@hookspec
+def sipantau_storage_schemes() -> Iterable[str]:
+    """The URL schemes this plugin's :func:`sipantau_storage` serves (for error messages
+    and ``sipantau plugins``).
+
+    :return: scheme names such as ``["sqlite", "postgresql"]``.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Rules and catalogues
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def sipantau_rule_packs(deployment: Deployment) -> Iterable[Rule]:
+    """Extra tally rules for this deployment (a regency's own rules).
+
+    :param deployment: the desk's deployment.
+    :return: rules implementing :class:`~sipantau_core.rules.Rule`; their codes must not
+        clash with the built-ins or with another plugin's.
+    """
+
+
+@hookspec
+def sipantau_incident_categories(deployment: Deployment) -> Iterable[IncidentCategory]:
+    """Extra incident categories for this deployment.
+
+    :param deployment: the desk's deployment.
+    :return: :class:`~sipantau_core.domain.IncidentCategory` objects; a code already in
+        the catalogue must be defined identically.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Lifecycle events (called after the transaction committed)
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec
+def sipantau_desk_opened(desk: Desk) -> None:
+    """The desk is open and its storage reachable.
+
+    :param desk: the new desk.
+    """
+
+
+@hookspec
+def sipantau_report_accepted(desk: Desk, event: ReportEvent) -> None:
+    """A report (a first version) was stored and, for a tally, counted.
+
+    :param desk: the desk.
+    :param event: the report, its receipt, the principal and the time.
+    """
+
+
+@hookspec
+def sipantau_report_flagged(desk: Desk, event: ReportEvent) -> None:
+    """A tally was stored but breaks a hard rule: it is kept out of the counts.
+
+    :param desk: the desk.
+    :param event: the report, its receipt (with the violations), the principal, the time.
+    """
+
+
+@hookspec
+def sipantau_report_corrected(desk: Desk, event: ReportEvent) -> None:
+    """A newer version of a report was stored (``event.receipt.version > 1``); its own
+    status (accepted or flagged) is in the receipt.
+
+    :param desk: the desk.
+    :param event: the new version, its receipt, the principal, the time.
+    """
+
+
+@hookspec
+def sipantau_report_overridden(desk: Desk, event: ReportEvent) -> None:
+    """A desk officer counted a flagged tally anyway.
+
+    :param desk: the desk.
+    :param event: the report, the new receipt, the officer, the time; ``event.reason``.
+    """
+
+
+@hookspec
+def sipantau_report_rejected(desk: Desk, event: ReportEvent) -> None:
+    """A desk officer rejected a report; it no longer counts.
+
+    :param desk: the desk.
+    :param event: the report, the new receipt, the officer, the time; ``event.reason``.
+    """
+
+
+@hookspec
+def sipantau_region_released(desk: Desk, event: RegionEvent) -> None:
+    """A coordinator released a region's aggregates to viewers.
+
+    :param desk: the desk.
+    :param event: the region, the contest (``None``: all), the coordinator, the time.
+    """

@@ -1,0 +1,246 @@
+"""The storage port: what a storage backend must offer the desk.
+
+The desk works in transactions. In each it first *reads* what it needs (batch lookups,
+locking the stations whose counts it will change), decides in Python, then *writes* one
+:class:`WriteBatch`: new reports, status changes, the counted tally of each station, the
+deltas of the aggregated counts, decisions, releases and audit entries. A backend applies
+the batch atomically, with the report id and the (chain, version) pair unique by
+constraint. Backends: ``memory://`` and SQL (``sqlite:///``, ``postgresql://``) in
+``sipantau_adapters``; a third party's passes the contract suite in
+``sipantau_core.testing.contracts``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import attrs
+
+__all__ = [
+    "AggregateKey",
+    "AuditRecord",
+    "CountedTally",
+    "Decision",
+    "ReleaseRecord",
+    "ReportFilter",
+    "ReportStatus",
+    "StationKey",
+    "StationState",
+    "Storage",
+    "StorageTx",
+    "StoredReport",
+    "WriteBatch",
+]
+
+
+class ReportStatus(enum.Enum):
+    ACCEPTED = "accepted"  # counted (tallies) / on record (situation)
+    FLAGGED = "flagged"  # stored, breaks a hard rule, kept out of the counts
+    OVERRIDDEN = "overridden"  # flagged, then counted by a desk officer's decision
+    REJECTED = "rejected"  # refused by a desk officer; not counted
+    SUPERSEDED = "superseded"  # a newer version of the same report exists
+
+
+COUNTED_STATUSES = frozenset({ReportStatus.ACCEPTED, ReportStatus.OVERRIDDEN})
+
+
+@attrs.frozen
+class StoredReport:
+    """A report as the desk holds it: the canonical payload plus what the desk decided."""
+
+    report_id: UUID
+    chain_id: UUID  # the report_id of the chain's first version
+    version: int
+    kind: str  # "tally" | "situation"
+    station: str  # 13-digit TPS code
+    contest: str | None
+    monitor: str
+    stage: str | None
+    observed_at: datetime
+    received_at: datetime
+    digest: str  # SHA-256 of the canonical bytes, hex
+    payload: str  # canonical JSON
+    status: ReportStatus
+    verdict: str  # JSON list of violations ([] when none or not a tally)
+    submitted_by: str
+
+
+#: (contest id, 13-digit TPS code)
+StationKey = tuple[str, str]
+#: (contest id, region code, counter name: "votes.N", "valid", "invalid", "total",
+#: "stations", "registered")
+AggregateKey = tuple[str, str, str]
+
+
+@attrs.frozen
+class CountedTally:
+    """The contribution of a station's counted tally to the aggregates."""
+
+    report_id: UUID
+    version: int
+    counters: Mapping[str, int]  # the same counter names as the aggregates
+
+
+@attrs.frozen
+class StationState:
+    """Per (contest, station): which report chain holds its tally, and what counts."""
+
+    chain_id: UUID | None = None
+    counted: CountedTally | None = None
+
+
+@attrs.frozen
+class Decision:
+    """A desk officer's decision on a report: ``override`` or ``reject``."""
+
+    report_id: UUID
+    action: str
+    principal: str
+    reason: str
+    at: datetime
+
+
+@attrs.frozen
+class ReleaseRecord:
+    """A region's aggregates released to viewers (for one contest, or all when ``None``)."""
+
+    region: str
+    contest: str | None
+    principal: str
+    at: datetime
+
+
+@attrs.frozen
+class AuditRecord:
+    """One entry of the record of who did what. ``seq`` is assigned by the storage."""
+
+    at: datetime
+    principal: str
+    role: str
+    action: str
+    object: str
+    outcome: str
+    seq: int = 0
+    detail: str = ""
+
+
+@attrs.define
+class WriteBatch:
+    """Everything one transaction writes."""
+
+    reports: list[StoredReport] = attrs.field(factory=list)
+    statuses: dict[UUID, ReportStatus] = attrs.field(factory=dict)
+    stations: dict[StationKey, StationState] = attrs.field(factory=dict)
+    aggregates: dict[AggregateKey, int] = attrs.field(factory=dict)
+    decisions: list[Decision] = attrs.field(factory=list)
+    releases: list[ReleaseRecord] = attrs.field(factory=list)
+    audit: list[AuditRecord] = attrs.field(factory=list)
+
+    def add(self, key: AggregateKey, delta: int) -> None:
+        if delta:
+            self.aggregates[key] = self.aggregates.get(key, 0) + delta
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.reports
+            or self.statuses
+            or self.stations
+            or any(self.aggregates.values())
+            or self.decisions
+            or self.releases
+            or self.audit
+        )
+
+
+@attrs.frozen
+class ReportFilter:
+    """Which reports to list. ``region`` is a region code prefix (or a TPS code)."""
+
+    region: str | None = None
+    station: str | None = None
+    kind: str | None = None
+    contest: str | None = None
+    heads_only: bool = True  # only the newest version of each chain
+    statuses: frozenset[ReportStatus] | None = None
+
+
+class StorageTx(abc.ABC):
+    """One transaction. Reads see the transaction's own state; :meth:`write` applies a
+    batch. Leaving the context commits; an exception rolls everything back."""
+
+    # -- reads ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_reports(self, report_ids: Iterable[UUID]) -> dict[UUID, StoredReport]:
+        """The stored reports among ``report_ids``."""
+
+    @abc.abstractmethod
+    def chain_heads(self, chain_ids: Iterable[UUID]) -> dict[UUID, StoredReport]:
+        """The newest version of each chain among ``chain_ids``."""
+
+    @abc.abstractmethod
+    def station_states(
+        self, keys: Iterable[StationKey], *, lock: bool = False
+    ) -> dict[StationKey, StationState]:
+        """The state of each station (an empty :class:`StationState` when none). With
+        ``lock``, concurrent transactions that lock the same stations wait for this one."""
+
+    @abc.abstractmethod
+    def aggregates(self, contest: str, region: str) -> dict[str, int]:
+        """The counters of ``region`` for ``contest`` (empty when nothing counted)."""
+
+    @abc.abstractmethod
+    def reports(self, query: ReportFilter) -> list[StoredReport]:
+        """Reports matching ``query``, ordered by received time then id."""
+
+    @abc.abstractmethod
+    def decisions(self, report_id: UUID | None = None) -> list[Decision]:
+        """Decisions, on one report or all, in the order they were made."""
+
+    @abc.abstractmethod
+    def releases(self) -> list[ReleaseRecord]:
+        """Every release, oldest first."""
+
+    @abc.abstractmethod
+    def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        """Audit entries with ``seq > after``, in order."""
+
+    # -- the write -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def write(self, batch: WriteBatch) -> None:
+        """Apply ``batch``: insert reports (a duplicate report id or (chain, version)
+        raises :class:`~sipantau_core.errors.ConflictError` and the transaction must be
+        abandoned), set statuses, replace station states, add the aggregate deltas,
+        append decisions, releases and audit entries (assigning ``seq``)."""
+
+
+class Storage(abc.ABC):
+    """A storage backend. Made by a plugin's ``sipantau_storage`` hook from a URL."""
+
+    url: str = ""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[StorageTx]:
+        """A new transaction (see :class:`StorageTx`). Raises
+        :class:`~sipantau_core.errors.StorageError` (``storage.unavailable``) when the
+        backend cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
+        """Release connections."""
+
+    def info(self) -> Mapping[str, Any]:
+        """What the backend is (for logs): never credentials."""
+        return {"backend": type(self).__name__}
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``items`` in slices of ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
