@@ -170,6 +170,19 @@ def region_prefix(code: str, level: str = "district") -> str:
 
 def tps_code_to_int(codes: Iterable[str]) -> IntArray:
     """13-digit TPS codes (compact or dotted) as an int64 array, for the array functions."""
+    codes = list(codes)
+    if codes and {type(c) for c in codes} == {str}:
+        try:
+            raw = np.asarray(codes, dtype="S13")  # non-ASCII raises; longer codes are cut
+        except UnicodeEncodeError:
+            raw = None
+        if (
+            raw is not None
+            and bool(np.all(np.char.str_len(raw) == 13))
+            and bool(np.all(np.char.isdigit(raw)))
+            and all(len(c) == 13 for c in codes)
+        ):
+            return raw.astype(np.int64)
     out: list[int] = []
     for code in codes:
         digits = _digits(code)
@@ -1420,19 +1433,19 @@ def progress_count(
     :class:`FrameTps` items (which may carry their own stratum). See
     :func:`progress_count_arrays` for the projection rule.
     """
-    codes: list[str] = []
-    dpt: list[int] = []
-    labels: list[str | None] = []
+    labels: list[str | None]
     if isinstance(frame, Mapping):
-        for code, reg in frame.items():
-            codes.append(code)
-            dpt.append(_check_count(reg, f"registered voters of TPS {code}"))
-            labels.append(None)
+        codes = list(frame)
+        dpt = list(frame.values())
+        labels = []
     else:
-        for item in frame:
-            codes.append(item.tps)
-            dpt.append(_check_count(item.registered, f"registered voters of TPS {item.tps}"))
-            labels.append(item.stratum)
+        items = list(frame)
+        codes = [f.tps for f in items]
+        dpt = [f.registered for f in items]
+        labels = [f.stratum for f in items]
+    if {type(v) for v in dpt} - {int}:
+        for code, reg in zip(codes, dpt, strict=True):
+            _check_count(reg, f"registered voters of TPS {code}")
     frame_int = tps_code_to_int(codes)
     strata: list[str] | None = None
     if any(lab is not None for lab in labels):
@@ -1440,15 +1453,16 @@ def progress_count(
             lab if lab is not None else region_prefix(code, stratum_level)
             for lab, code in zip(labels, codes, strict=True)
         ]
-    rep_codes: list[str] = []
-    vote_rows: list[Mapping[C, int]] = []
-    inv: list[float] = []
-    tot: list[float] = []
-    for r in reported:
-        rep_codes.append(r.tps)
-        vote_rows.append(r.votes)
-        inv.append(math.nan if r.invalid is None else _check_count(r.invalid, "invalid"))
-        tot.append(math.nan if r.total is None else _check_count(r.total, "total"))
+    rows = list(reported)
+    rep_codes = [r.tps for r in rows]
+    vote_rows: list[Mapping[C, int]] = [r.votes for r in rows]
+    inv = [r.invalid for r in rows]
+    tot = [r.total for r in rows]
+    for what, values in (("invalid", inv), ("total", tot)):
+        if {type(v) for v in values} - {int, type(None)}:
+            for v in values:
+                if v is not None:
+                    _check_count(v, what)
     if vote_rows:
         candidates, matrix = _vote_matrix(vote_rows)
     else:
@@ -1459,8 +1473,8 @@ def progress_count(
         tps_code_to_int(rep_codes),
         matrix,
         candidates=candidates,
-        invalid=np.asarray(inv, dtype=np.float64),
-        total=np.asarray(tot, dtype=np.float64),
+        invalid=np.asarray([math.nan if v is None else v for v in inv], dtype=np.float64),
+        total=np.asarray([math.nan if v is None else v for v in tot], dtype=np.float64),
         strata=strata,
         stratum_level=stratum_level,
         levels=levels,
