@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/sipantau check examples/lubuklinggau
+	$(BIN)/sipantau desk examples/lubuklinggau --storage sqlite:///.sipantau/demo.db
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest

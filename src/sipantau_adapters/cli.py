@@ -3,6 +3,10 @@
 ``sipantau check DEPLOYMENT [REPORTS.jsonl]`` loads a deployment and checks every tally
 report of a JSON-lines file (by default the deployment's ``sample_tallies.jsonl``),
 printing each verdict with its messages in Indonesian and English.
+
+``sipantau desk DEPLOYMENT [REPORTS.jsonl] --storage URL`` runs a desk: every report is
+submitted by its own monitor, then the desk prints the count by kecamatan, what was
+flagged and why, and shows the release of the city's result to a viewer.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from typing import TextIO
 
 from sipantau_core import (
     Deployment,
+    Desk,
     PayloadError,
+    PermissionDenied,
+    Principal,
+    Receipt,
+    Role,
     SipantauError,
     TallyReport,
     Verdict,
@@ -87,6 +96,69 @@ def _verdict(deployment: Deployment, report: TallyReport) -> Verdict | None:
     return check_tally(report, station=station, contest=contest, settings=deployment.tally_settings)
 
 
+def _desk(args: argparse.Namespace, out: TextIO) -> int:
+    deployment = Deployment.load(args.deployment)
+    reports_path = Path(args.reports or Path(args.deployment) / "sample_tallies.jsonl")
+    if args.fresh and args.storage.startswith("sqlite:///"):
+        db = Path(args.storage.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        db.parent.mkdir(parents=True, exist_ok=True)
+    desk = Desk.open(deployment, storage=args.storage)
+    city = deployment.region
+    coordinator = Principal(id="koordinator", role=Role.COORDINATOR, scope=city)
+    viewer = Principal(id="kantor-walikota", role=Role.VIEWER, scope=city)
+    statuses: Counter[str] = Counter()
+    flagged: list[tuple[str, Receipt]] = []
+    try:
+        for line in reports_path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                report = parse_report(line)
+                monitor = Principal(id=report.monitor, role=Role.MONITOR, scope=report.station)
+                receipt = desk.submit(report, principal=monitor)
+            except SipantauError as e:
+                statuses[e.code] += 1
+                continue
+            statuses[receipt.status] += 1
+            if receipt.status == "flagged":
+                flagged.append((report.station.label, receipt))
+        out.write(
+            f"{deployment.name} — {args.storage}\n"
+            f"Laporan: {dict(sorted(statuses.items()))}\n\n"
+        )
+        contest = next(iter(deployment.contests.values()))
+        out.write(f"{'Kecamatan':<28}{'TPS':>9}" + "".join(
+            f"{contest.label(n):>12}" for n in contest.options) + f"{'Sah':>9}{'Tidak sah':>11}\n")
+        for district in [*deployment.districts(), city]:
+            t = desk.tally(district, principal=coordinator)
+            name = deployment.region_name(district)
+            out.write(
+                f"{name[:27]:<28}{t.stations_counted:>4}/{t.stations_expected:<4}"
+                + "".join(f"{t.votes[n]:>12,}" for n in contest.options)
+                + f"{t.valid:>9,}{t.invalid:>11,}\n"
+            )
+        out.write("\nDitandai (tidak dihitung sampai dikoreksi atau diputuskan petugas):\n")
+        for label, receipt in flagged:
+            for v in receipt.violations:
+                if v.is_hard:
+                    out.write(f"  {label}: [{v.code}] {v.message_id}\n")
+        try:
+            desk.tally(city, principal=viewer)
+        except PermissionDenied as e:
+            out.write(f"\nKantor wali kota sebelum rilis: ditolak ({e.code})\n")
+        desk.release(city, principal=coordinator)
+        total = desk.tally(city, principal=viewer)
+        out.write(
+            f"Setelah rilis oleh koordinator: {total.stations_counted} TPS, "
+            f"suara sah {total.valid:,}\n"
+        )
+    finally:
+        desk.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sipantau", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 when a report is flagged or unreadable"
     )
     check.set_defaults(run=_check)
+    desk = sub.add_parser("desk", help="run a desk on a deployment's reports and print the count")
+    desk.add_argument("deployment", help="a deployment directory")
+    desk.add_argument("reports", nargs="?", help="a JSON-lines file of reports")
+    desk.add_argument("--storage", default="sqlite:///.sipantau/desk.db", help="storage URL")
+    desk.add_argument(
+        "--keep", dest="fresh", action="store_false", help="keep an existing SQLite file"
+    )
+    desk.set_defaults(run=_desk)
     return parser
 
 
