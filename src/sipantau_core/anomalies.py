@@ -29,6 +29,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from sipantau_core.errors import SipantauError
 from sipantau_core.quickcount import QuickCountError, region_prefix
 
 __all__ = [
@@ -54,18 +55,13 @@ C = TypeVar("C", bound=Hashable)
 FloatArray = npt.NDArray[np.float64]
 
 
-class AnomalyError(ValueError):
+class AnomalyError(SipantauError, ValueError):
     """Invalid input to an anomaly screen; ``code`` is stable (e.g. ``anomalies.bad_csv``)."""
 
     code: str = "anomalies.error"
 
     def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
+        super().__init__(message, code=code)
 
 
 def _region(code: str, level: str) -> str:

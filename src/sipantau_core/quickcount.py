@@ -29,12 +29,15 @@ import json
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import chain
+from operator import methodcaller
 from statistics import NormalDist
 from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 import numpy as np
 import numpy.typing as npt
+
+from sipantau_core.errors import SipantauError
 
 __all__ = [
     "LEVELS",
@@ -77,7 +80,7 @@ DRAW_ALGORITHM = "sipantau.quickcount.draw_sample/1"
 """Name and version of the sampling algorithm, part of every sample digest."""
 
 
-class QuickCountError(ValueError):
+class QuickCountError(SipantauError, ValueError):
     """Invalid input to a quick-count function.
 
     ``code`` is stable (part of the public contract), e.g. ``quickcount.empty_sample``;
@@ -88,12 +91,7 @@ class QuickCountError(ValueError):
     code: str = "quickcount.error"
 
     def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
+        super().__init__(message, code=code)
 
 
 # --------------------------------------------------------------------------- region codes
@@ -710,18 +708,28 @@ def _strata_ids(
             "population must map each stratum to its number of TPS in the frame",
             code="quickcount.bad_population",
         )
-    labels = sorted(str(h) for h in population)
+    by_label = {str(h): h for h in population}  # labels are strings; keys may not be
+    if len(by_label) != len(population):
+        raise QuickCountError(
+            "two strata of the population have the same label once written as text",
+            code="quickcount.bad_population",
+        )
+    labels = sorted(by_label)
     big_n = np.asarray(
-        [_check_count(population[h], f"population of stratum {h!r}") for h in labels],
+        [_check_count(population[by_label[h]], f"population of stratum {h!r}") for h in labels],
         dtype=np.int64,
     )
-    index = {h: i for i, h in enumerate(labels)}
+    index = {by_label[h]: i for i, h in enumerate(labels)}
     try:
         ids = np.fromiter((index[s] for s in strata), dtype=np.int64, count=len(strata))
     except KeyError as exc:
         raise QuickCountError(
             f"sampled stratum {exc.args[0]!r} is not in the population mapping",
             code="quickcount.unknown_stratum",
+        ) from None
+    except TypeError:
+        raise QuickCountError(
+            "stratum labels must be strings", code="quickcount.bad_sample"
         ) from None
     return ids, labels, big_n
 
@@ -820,15 +828,15 @@ class ShareEstimate(Generic[C]):
         pct = f"{100 * self.share[self.leader]:.2f}% ± {100 * self.margin[self.leader]:.2f}"
         level = f"{100 * self.confidence:g}%"
         if self.runner_up is None:
-            return f"{self.leader} is the only candidate in the sample."
+            return f"Candidate {self.leader} is the only candidate in the sample."
         if self.callable:
             return (
-                f"{self.leader} leads with {pct} points; callable at {level}: its interval "
-                "lies above every other candidate's."
+                f"Candidate {self.leader} leads with {pct} points; callable at {level}: "
+                "its interval lies above every other candidate's."
             )
         return (
-            f"{self.leader} leads with {pct} points; not callable at {level}: its interval "
-            f"overlaps that of {self.runner_up}."
+            f"Candidate {self.leader} leads with {pct} points; not callable at {level}: "
+            f"its interval overlaps that of {self.runner_up}."
         )
 
 
@@ -973,7 +981,11 @@ def _vote_matrix(rows: Sequence[Mapping[C, int]]) -> tuple[tuple[C, ...], IntArr
             for c, v in votes.items():
                 _check_count(v, f"votes for {c!r}")
     try:
-        matrix = np.array([[votes.get(c, 0) for c in candidates] for votes in rows], dtype=np.int64)
+        columns = [
+            np.fromiter(map(methodcaller("get", c, 0), rows), dtype=np.int64, count=len(rows))
+            for c in candidates
+        ]
+        matrix = np.stack(columns, axis=1)
     except OverflowError:
         raise QuickCountError(
             "a vote count does not fit in 64 bits", code="quickcount.bad_count"
