@@ -59,6 +59,7 @@ from sipantau_core.ports import (
     StoredReport,
     WriteBatch,
 )
+from sipantau_core.quickcount import ProgressCount, SampleDraw, TpsResult, progress_count
 from sipantau_core.rules import RuleRegistry, Verdict, Violation, default_registry
 from sipantau_core.wire import canonical_bytes, parse_report
 
@@ -1076,6 +1077,56 @@ class Desk:
                 )
         out.sort(key=lambda i: (-i.severity, i.observed_at, i.station))
         return out
+
+    def progress(
+        self,
+        region: RegionCode | str,
+        *,
+        principal: Principal,
+        contest: str | None = None,
+        confidence: float = 0.95,
+    ) -> ProgressCount[int]:
+        """The progress count of a region: every level with the share of TPS and voters
+        counted, and a projection weighted by district with its uncertainty (or a plain
+        note that too few districts have reported). Readers: as for :meth:`tally`."""
+        target = self._region(region)
+        contest_id = self._default_contest(contest)
+        released = principal.role is Role.VIEWER and self.is_released(target, contest_id)
+        what = f"progress:{contest_id}:{target}"
+        self._guard(principal, Action.READ_TALLY, target, what=what, released=released)
+        stations = list(self.deployment.stations_in(target))
+        keys = [(contest_id, s.code.compact) for s in stations]
+        with self.storage.transaction() as tx:
+            states = tx.station_states(keys) if keys else {}
+            tx.write(WriteBatch(audit=[self._audit_entry(principal, "read_tally", what, "ok")]))
+        options = self.deployment.contests[contest_id].options
+        reported = [
+            TpsResult(
+                key[1],
+                {n: state.counted.counters.get(f"votes.{n}", 0) for n in options},
+                state.counted.counters.get("invalid"),
+                state.counted.counters.get("total"),
+            )
+            for key, state in states.items()
+            if state.counted is not None
+        ]
+        frame = {s.code.compact: s.registered_voters for s in stations}
+        return progress_count(reported, frame, confidence=confidence)
+
+    def commit_sample(self, sample: SampleDraw, *, principal: Principal) -> AuditRecord:
+        """Record a drawn quick-count sample's digest in the audit log before election
+        day, so nobody can choose the sample after seeing results."""
+        self._guard(principal, Action.RELEASE, self.deployment.region, what="sample")
+        entry = self._audit_entry(principal, "commit_sample", f"sample:{sample.digest}", "ok")
+        self._write_audit(entry)
+        return entry
+
+    def sample_commitment(self, digest: str, *, principal: Principal) -> AuditRecord | None:
+        """The audit entry that committed the sample with ``digest``, if any."""
+        for entry in self.history(principal=principal):
+            if entry.action == "commit_sample" and entry.object == f"sample:{digest}":
+                return entry
+        return None
 
     def decisions(self, report_id: UUID, *, principal: Principal) -> list[Decision]:
         """Who overrode or rejected a report, when and why."""
