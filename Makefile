@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint services constraints clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt examples/plugin-musirawas/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e examples/plugin-musirawas
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -128,3 +128,12 @@ def test_cli_reports_unreadable_lines(tmp_path: Path) -> None:
     out = io.StringIO()
     main(["check", str(ROOT / "examples" / "lubuklinggau"), str(reports)], out)
     assert out.getvalue().count("TIDAK TERBACA") == 2
+
+
+def test_cli_lists_plugins() -> None:
+    import io
+
+    out = io.StringIO()
+    assert main(["plugins"], out) == 0
+    assert "sipantau:builtin" in out.getvalue()
+    assert "sqlite" in out.getvalue()

@@ -125,12 +125,14 @@ def _desk(args: argparse.Namespace, out: TextIO) -> int:
             if receipt.status == "flagged":
                 flagged.append((report.station.label, receipt))
         out.write(
-            f"{deployment.name} — {args.storage}\n"
-            f"Laporan: {dict(sorted(statuses.items()))}\n\n"
+            f"{deployment.name} — {args.storage}\nLaporan: {dict(sorted(statuses.items()))}\n\n"
         )
         contest = next(iter(deployment.contests.values()))
-        out.write(f"{'Kecamatan':<28}{'TPS':>9}" + "".join(
-            f"{contest.label(n):>12}" for n in contest.options) + f"{'Sah':>9}{'Tidak sah':>11}\n")
+        out.write(
+            f"{'Kecamatan':<28}{'TPS':>9}"
+            + "".join(f"{contest.label(n):>12}" for n in contest.options)
+            + f"{'Sah':>9}{'Tidak sah':>11}\n"
+        )
         for district in [*deployment.districts(), city]:
             t = desk.tally(district, principal=coordinator)
             name = deployment.region_name(district)
@@ -159,6 +161,17 @@ def _desk(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from sipantau_core.plugins import Plugins
+
+    plugins = Plugins.load()
+    out.write("Plugins:\n")
+    for name in plugins.names():
+        out.write(f"  {name}\n")
+    out.write(f"Storage schemes: {', '.join(plugins.schemes())}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sipantau", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", dest="fresh", action="store_false", help="keep an existing SQLite file"
     )
     desk.set_defaults(run=_desk)
+    plugins = sub.add_parser("plugins", help="list the installed plugins and storage schemes")
+    plugins.set_defaults(run=_plugins)
     return parser
 
 

@@ -154,7 +154,11 @@ def authorize(
     """
     if action not in ROLE_ACTIONS[principal.role]:
         raise _deny("access.role", principal, action, target)
-    if target is not None and not principal.covers(target):
+    # No target means the whole country: only an unscoped principal (system) covers it.
+    if target is None:
+        if principal.scope is not None:
+            raise _deny("access.out_of_scope", principal, action, target)
+    elif not principal.covers(target):
         raise _deny("access.out_of_scope", principal, action, target)
     if principal.role is Role.VIEWER and not released:
         raise _deny("access.not_released", principal, action, target)

@@ -43,7 +43,7 @@ from sipantau_core.errors import (
     SipantauError,
     UnknownEntityError,
 )
-from sipantau_core.plugins import Plugins
+from sipantau_core.plugins import PluginError, Plugins
 from sipantau_core.ports import (
     COUNTED_STATUSES,
     AuditRecord,
@@ -330,11 +330,14 @@ class Desk:
         dep = deployment if isinstance(deployment, Deployment) else Deployment.load(deployment)
         pm = Plugins.load(plugins, autoload=autoload)
         rules = default_registry()
-        for rule in pm.rule_packs(dep):
-            rules.register(rule)
         catalogue = IncidentCatalogue(dep.incident_categories.values())
-        for category in pm.incident_categories(dep):
-            catalogue.add(category)
+        try:
+            for rule in pm.rule_packs(dep):
+                rules.register(rule)
+            for category in pm.incident_categories(dep):
+                catalogue.add(category)
+        except ValueError as e:
+            raise PluginError(str(e), code="plugin.conflict") from e
         store = storage if not isinstance(storage, str) else pm.make_storage(storage, dep)
         desk = cls(
             dep, store, pm, rules=rules, incident_categories=catalogue, clock=clock or _utcnow

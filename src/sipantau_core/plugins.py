@@ -71,14 +71,15 @@ class Plugins:
                 ) from e
             if pm.is_registered(plugin):
                 continue
-            pm.register(plugin, name=f"{ep.group}:{ep.name}")
+            _register(pm, plugin, f"{ep.group}:{ep.name}")
         for plugin in extra:
             if not pm.is_registered(plugin):
-                pm.register(plugin)
+                _register(pm, plugin)
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as e:
             raise PluginError(str(e), code="plugin.unknown_hook") from e
+        _refuse_event_wrappers(pm)
         return cls(pm)
 
     @property
@@ -138,6 +139,41 @@ class Plugins:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception:
                 log.exception("sipantau: plugin %s failed in %s", impl.plugin_name, hook)
+
+
+_EVENT_HOOKS = (
+    "sipantau_desk_opened",
+    "sipantau_report_accepted",
+    "sipantau_report_flagged",
+    "sipantau_report_corrected",
+    "sipantau_report_overridden",
+    "sipantau_report_rejected",
+    "sipantau_region_released",
+)
+
+
+def _refuse_event_wrappers(pm: pluggy.PluginManager) -> None:
+    """Event hooks are called one by one, each failure isolated: a wrapper would never
+    run, so it is refused at load time rather than ignored."""
+    for name in _EVENT_HOOKS:
+        for impl in getattr(pm.hook, name).get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                raise PluginError(
+                    f"the plugin {impl.plugin_name!r} implements the event hook {name} as a "
+                    "wrapper; event hooks are plain calls",
+                    code="plugin.invalid_hook",
+                )
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> None:
+    """Register ``plugin``; a hook implementation whose arguments the hook does not have
+    (or a name already taken) is the plugin's error, not pluggy's."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as e:
+        raise PluginError(str(e), code="plugin.invalid_hook") from e
+    except ValueError as e:
+        raise PluginError(str(e), code="plugin.duplicate_name") from e
 
 
 def _entry_points() -> Sequence[EntryPoint]:
