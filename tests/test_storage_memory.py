@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from sipantau_adapters.storage.memory import MemoryStorage
@@ -13,8 +11,8 @@ from sipantau_core.testing.contracts import DeskContract, StorageContract
 
 class TestMemoryStorage(StorageContract):
     @pytest.fixture
-    def storage(self) -> Iterator[Storage]:
-        yield MemoryStorage()
+    def storage(self) -> Storage:
+        return MemoryStorage()
 
 
 class TestMemoryDesk(DeskContract):

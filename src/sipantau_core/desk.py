@@ -375,7 +375,7 @@ class Desk:
         self, reports: Iterable[Report | bytes | str | Mapping[str, Any]], *, principal: Principal
     ) -> BulkResult:
         """The bulk path: the same checks and the same results as submitting the reports
-        one by one, in order, but in one transaction (per chunk of ``chunk`` reports)."""
+        one by one, in order, but in one transaction."""
         now = self.clock()
         prepared: list[_Prepared | SipantauError] = []
         denied: list[AuditRecord] = []
@@ -1001,14 +1001,14 @@ class Desk:
         first_in: dict[tuple[str, str], StoredReport] = {}
         tally_head: dict[str, StoredReport] = {}
         for s in found:
-            if s.status is ReportStatus.REJECTED:
-                continue
-            if s.stage is not None:
-                first_in.setdefault((s.station, s.stage), s)
             if s.kind == "tally" and (
                 s.station not in tally_head or s.version > tally_head[s.station].version
             ):
                 tally_head[s.station] = s
+            if s.status is ReportStatus.REJECTED:
+                continue
+            if s.stage is not None:
+                first_in.setdefault((s.station, s.stage), s)
         target = self._target(where)
         stations = (
             [self.deployment.stations[target]]

@@ -193,7 +193,9 @@ class StorageContract:
         a = _stored(station="1673011001001")
         b = _stored(station="1673021002003", received_at=T0 + timedelta(seconds=1))
         c = _stored(station="1673021002004", kind="situation", received_at=T0 + timedelta(2))
-        d = _stored(station="1671011001001", status=ReportStatus.FLAGGED, received_at=T0 + timedelta(3))
+        d = _stored(
+            station="1671011001001", status=ReportStatus.FLAGGED, received_at=T0 + timedelta(3)
+        )
         with storage.transaction() as tx:
             tx.write(WriteBatch(reports=[a, b, c, d]))
         with storage.transaction() as tx:
@@ -212,15 +214,19 @@ class StorageContract:
         class Boom(Exception):
             pass
 
-        with pytest.raises(Boom), storage.transaction() as tx:
-            tx.write(
-                WriteBatch(
-                    reports=[report],
-                    aggregates={("walikota", "16.73", "total"): 7},
-                    stations={("walikota", report.station): StationState(report.chain_id)},
+        def write_then_fail() -> None:
+            with storage.transaction() as tx:
+                tx.write(
+                    WriteBatch(
+                        reports=[report],
+                        aggregates={("walikota", "16.73", "total"): 7},
+                        stations={("walikota", report.station): StationState(report.chain_id)},
+                    )
                 )
-            )
-            raise Boom
+                raise Boom
+
+        with pytest.raises(Boom):
+            write_then_fail()
         with storage.transaction() as tx:
             assert tx.get_reports([report.report_id]) == {}
             assert tx.aggregates("walikota", "16.73") == {}
@@ -313,11 +319,10 @@ def small_deployment() -> Deployment:
         PollingStation(code="1673011001002", registered_voters=350),
         PollingStation(code="1673021002001", registered_voters=500),
     ]
-    monitors = [
-        Monitor(id=f"LLG-000{i}", station=s.code) for i, s in enumerate(stations, start=1)
-    ]
+    monitors = [Monitor(id=f"LLG-000{i}", station=s.code) for i, s in enumerate(stations, start=1)]
     contest = Contest(
-        id="walikota", region="16.73",
+        id="walikota",
+        region="16.73",
         candidates=[Candidate(1, "Paslon 1"), Candidate(2, "Paslon 2")],
     )
     from datetime import date
@@ -409,7 +414,9 @@ class DeskContract:
         assert again.status == "duplicate"
         assert again.first_status == "accepted"
         assert (again.report_id, again.version, again.received_at) == (
-            first.report_id, first.version, first.received_at
+            first.report_id,
+            first.version,
+            first.received_at,
         )
         assert desk.tally("16.73", principal=COORDINATOR).total == 305
 
@@ -459,7 +466,8 @@ class DeskContract:
         assert desk.tally("16.73", principal=COORDINATOR).total == 0
         decisions = desk.decisions(bad.report_id, principal=COORDINATOR)
         assert [(d.action, d.principal) for d in decisions] == [
-            ("override", "officer-1"), ("reject", "officer-1")
+            ("override", "officer-1"),
+            ("reject", "officer-1"),
         ]
 
     def test_viewers_see_only_released_aggregates(self, desk: Desk) -> None:
@@ -498,15 +506,23 @@ class DeskContract:
         result = desk.submit_many(batch, principal=SYSTEM)
         statuses = [x.status if isinstance(x, Receipt) else x.code for x in result.items]
         assert statuses == [
-            "accepted", "flagged", "duplicate", "accepted", "accepted", "report.conflict"
+            "accepted",
+            "flagged",
+            "duplicate",
+            "accepted",
+            "accepted",
+            "report.conflict",
         ]
         city = desk.tally("16.73", principal=COORDINATOR)
         assert (city.votes, city.stations_counted) == ({1: 115, 2: 195}, 2)
 
     def test_situation_reports_status_and_incidents(self, desk: Desk) -> None:
         report = SituationReport(
-            report_id=uuid.uuid4(), monitor="LLG-0001", station="1673011001001",
-            observed_at=T0 + timedelta(hours=1), stage=Stage.OPENING,
+            report_id=uuid.uuid4(),
+            monitor="LLG-0001",
+            station="1673011001001",
+            observed_at=T0 + timedelta(hours=1),
+            stage=Stage.OPENING,
             status=SecurityStatus.ALERT,
             incidents=[Incident("intimidasi", 3, "kerumunan"), Incident("logistik", 1)],
         )

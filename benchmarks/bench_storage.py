@@ -1,0 +1,454 @@
+"""Benchmark of the SQL storage, run by hand (never by the tests):
+
+    .venv/bin/python benchmarks/bench_storage.py [--pg URL] [--sqlite-dir DIR]
+        [--chunk 5000] [--one-by-one 3000] [--tally-calls 200] [--profile]
+
+The real DKI Jakarta tallies of the 2024 presidential election
+(``/work/shared/data/dki_pilpres2024_sirekap.csv``, 30,766 rows): every row with a
+13-digit TPS code is a station of a province-31 deployment (``capacity=None``, one monitor
+per TPS, a 3-pair contest ``presiden``); every row with the three pairs' votes and the
+valid / invalid / total cells filled is a tally report (with its voted section when the
+``pengguna_*`` cells are filled). They go in
+
+* through ``desk.submit_many`` (the bulk path) in chunks of ``--chunk``, into PostgreSQL
+  (a fresh schema, dropped afterwards) and into an SQLite file;
+* through ``desk.submit`` one by one, for the first ``--one-by-one`` reports;
+
+next to two baselines measured in the same run on the same rows:
+
+* PostgreSQL ``COPY`` (psycopg ``cursor.copy``) of the stored rows into a plain table;
+* a plain one-SQLModel-object-per-row insert (``session.add`` per row, one commit per
+  ``--chunk`` rows) into a plain table, on each backend.
+
+Then ``desk.tally("31")`` (median of ``--tally-calls``) on the loaded desk. Prints rates
+and ratios; asserts nothing. ``--profile`` prints a cProfile of one bulk chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import hashlib
+import io
+import pstats
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from sipantau_adapters.storage.sql import SQLStorage
+from sipantau_core import (
+    Candidate,
+    Contest,
+    Deployment,
+    PayloadError,
+    PollingStation,
+    RegionCode,
+    TallyReport,
+    TimeZone,
+    parse_report,
+)
+from sipantau_core.access import Principal, Role
+from sipantau_core.desk import Desk
+from sipantau_core.domain import Monitor
+from sipantau_core.wire import canonical_bytes
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CSV = DATA / "dki_pilpres2024_sirekap.csv"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+SYSTEM = Principal(id="bench", role=Role.SYSTEM)
+OBSERVED_AT = datetime(2024, 2, 14, 17, 0, tzinfo=TimeZone.WIB.tzinfo)
+VOTED = ("pengguna_dpt", "pengguna_dptb", "pengguna_dpk", "pengguna_total")
+TOTALS = ("suara_sah", "suara_tidak_sah", "suara_total")
+
+
+# ---------------------------------------------------------------------------------------
+# The data
+# ---------------------------------------------------------------------------------------
+
+
+def load() -> tuple[Deployment, list[TallyReport], dict[str, int]]:
+    with CSV.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    facts = {"rows": len(rows)}
+    stations: dict[str, PollingStation] = {}
+    for row in rows:
+        code = row["kode_tps"]
+        if len(code) == 13 and code.isdigit() and code not in stations:
+            dpt = int(row["dpt"]) if row["dpt"] else 0
+            stations[code] = PollingStation(code=code, registered_voters=dpt, capacity=None)
+    facts["stations"] = len(stations)
+    monitors = [Monitor(id=f"DKI-{code}", station=code) for code in stations]
+    contest = Contest(id="presiden", candidates=[Candidate(n, f"Paslon {n}") for n in (1, 2, 3)])
+    dep = Deployment(
+        id="dki-2024",
+        name="DKI Jakarta, pilpres 2024",
+        region=RegionCode("31"),
+        election_day=date(2024, 2, 14),
+        stations={s.code: s for s in stations.values()},
+        contests={contest.id: contest},
+        monitors={m.id: m for m in monitors},
+    )
+    reports: list[TallyReport] = []
+    refused = 0
+    for row in rows:
+        if not (
+            row["kode_tps"] in stations
+            and all(row[f"paslon_{i}"] for i in (1, 2, 3))
+            and all(row[c] for c in TOTALS)
+        ):
+            continue
+        payload: dict[str, Any] = {
+            "schema": "sipantau.tally/1",
+            "report_id": str(uuid.uuid5(uuid.NAMESPACE_URL, row["kode_tps"])),
+            "monitor": f"DKI-{row['kode_tps']}",
+            "station": row["kode_tps"],
+            "contest": "presiden",
+            "observed_at": OBSERVED_AT.isoformat(),
+            "votes": {str(i): int(row[f"paslon_{i}"]) for i in (1, 2, 3)},
+            "valid": int(row["suara_sah"]),
+            "invalid": int(row["suara_tidak_sah"]),
+            "total": int(row["suara_total"]),
+        }
+        if all(row[c] for c in VOTED):
+            dpt, dptb, dpk, total = (int(row[c]) for c in VOTED)
+            payload["voted"] = {"dpt": dpt, "dptb": dptb, "dpk": dpk, "total": total}
+        try:
+            report = parse_report(payload)
+        except PayloadError:
+            refused += 1  # a count above 10,000: the wire format refuses it
+            continue
+        assert isinstance(report, TallyReport)
+        reports.append(report)
+    facts["tallies"] = len(reports)
+    facts["refused_payloads"] = refused
+    return dep, reports, facts
+
+
+def stored_rows(reports: Sequence[TallyReport]) -> list[tuple[Any, ...]]:
+    """The rows the desk stores for ``reports`` (for the baselines)."""
+    now = datetime.now(UTC)
+    out = []
+    for r in reports:
+        raw = canonical_bytes(r)
+        out.append(
+            (
+                r.report_id, r.report_id, 1, "tally", r.station.compact, r.contest, r.monitor,
+                "penghitungan", r.observed_at, now, hashlib.sha256(raw).hexdigest(),
+                raw.decode(), "accepted", "[]", SYSTEM.id,
+            )
+        )  # fmt: skip
+    return out
+
+
+COLUMNS = [
+    "report_id",
+    "chain_id",
+    "version",
+    "kind",
+    "station",
+    "contest",
+    "monitor",
+    "stage",
+    "observed_at",
+    "received_at",
+    "digest",
+    "payload",
+    "status",
+    "verdict",
+    "submitted_by",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+
+
+def libpq(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+@contextmanager
+def pg_schema(url: str) -> Iterator[str]:
+    """A fresh schema (dropped afterwards); yields the URL that selects it."""
+    name = "sipantau_bench_" + secrets.token_hex(4)
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}schema={name}"
+    finally:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def line(label: str, n: int, seconds: float, extra: str = "") -> float:
+    rate = n / seconds
+    print(f"  {label:<58}{n:>7,} in {seconds:7.2f} s = {rate:>9,.0f} /s {extra}")
+    return rate
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# ---------------------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------------------
+
+DDL = (
+    "CREATE TABLE {t} (report_id uuid, chain_id uuid, version int, kind text, station text, "
+    "contest text, monitor text, stage text, observed_at timestamptz, received_at timestamptz, "
+    "digest text, payload text, status text, verdict text, submitted_by text)"
+)
+
+
+def copy_baseline(url: str, rows: list[tuple[Any, ...]]) -> float:
+    """COPY of the rows into a plain table (no key, no index), in one transaction."""
+    with pg_schema(url) as schema_url, psycopg.connect(libpq(url)) as conn:
+        schema = schema_url.rsplit("=", 1)[1]
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(DDL.format(t=f'"{schema}".plain'))
+        conn.commit()
+
+        def run() -> None:
+            with conn.cursor() as cur:
+                cols = ", ".join(COLUMNS)
+                with cur.copy(f'COPY "{schema}".plain ({cols}) FROM STDIN') as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            conn.commit()
+
+        return timed(run)
+
+
+class PlainReport(SQLModel, table=True):
+    """The baseline's plain table: one SQLModel object per row."""
+
+    __tablename__ = "plain_reports"
+
+    report_id: uuid.UUID = Field(primary_key=True)
+    chain_id: uuid.UUID
+    version: int
+    kind: str
+    station: str
+    contest: str | None
+    monitor: str
+    stage: str | None
+    observed_at: datetime
+    received_at: datetime
+    digest: str
+    payload: str
+    status: str
+    verdict: str
+    submitted_by: str
+
+
+def orm_baseline(engine: sa.Engine, rows: Sequence[tuple[Any, ...]], chunk: int) -> float:
+    """``session.add`` per row, one commit per ``chunk`` rows (``chunk=1``: per row)."""
+    table = SQLModel.metadata.tables["plain_reports"]
+    SQLModel.metadata.drop_all(engine, tables=[table])
+    SQLModel.metadata.create_all(engine, tables=[table])
+
+    def run() -> None:
+        for part in chunks(rows, chunk):
+            with Session(engine) as session:
+                for row in part:
+                    session.add(PlainReport(**dict(zip(COLUMNS, row, strict=True))))
+                session.commit()
+
+    return timed(run)
+
+
+# ---------------------------------------------------------------------------------------
+# The desk
+# ---------------------------------------------------------------------------------------
+
+
+def bulk(desk: Desk, reports: Sequence[TallyReport], chunk: int) -> float:
+    def run() -> None:
+        for part in chunks(reports, chunk):
+            result = desk.submit_many(part, principal=SYSTEM)
+            assert not result.errors, result.errors[:3]
+
+    return timed(run)
+
+
+def one_by_one(desk: Desk, reports: Sequence[TallyReport]) -> float:
+    def run() -> None:
+        for r in reports:
+            desk.submit(r, principal=SYSTEM)
+
+    return timed(run)
+
+
+def tally_median(desk: Desk, calls: int) -> tuple[float, int]:
+    times = []
+    total = 0
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        total = desk.tally("31", principal=SYSTEM).total
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), total
+
+
+def profile_chunk(desk: Desk, reports: Sequence[TallyReport]) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    desk.submit_many(reports, principal=SYSTEM)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+    stats.print_stats(35)
+    print(out.getvalue())
+
+
+def run_backend(
+    name: str,
+    url: str,
+    dep: Deployment,
+    reports: list[TallyReport],
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    desk = Desk.open(dep, storage=SQLStorage(url))
+    try:
+        seconds = bulk(desk, reports, args.chunk)
+        out["bulk"] = line(
+            f"{name}: desk.submit_many, chunks of {args.chunk:,}", len(reports), seconds
+        )
+        median, total = tally_median(desk, args.tally_calls)
+        out["tally_ms"] = median * 1e3
+        print(
+            f"  {name}: desk.tally('31') median of {args.tally_calls}: {median * 1e3:.2f} ms "
+            f"(total {total:,} votes)"
+        )
+    finally:
+        desk.close()
+    return out
+
+
+def run_one_by_one(name: str, url: str, dep: Deployment, reports: list[TallyReport]) -> float:
+    desk = Desk.open(dep, storage=SQLStorage(url))
+    try:
+        return line(f"{name}: desk.submit one by one", len(reports), one_by_one(desk, reports))
+    finally:
+        desk.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pg", default=PG_URL)
+    parser.add_argument("--sqlite-dir", default=None)
+    parser.add_argument("--chunk", type=int, default=5000)
+    parser.add_argument("--one-by-one", type=int, default=3000)
+    parser.add_argument("--tally-calls", type=int, default=200)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    dep, reports, facts = load()
+    print(
+        f"DKI 2024: {facts['rows']:,} rows, {facts['stations']:,} TPS in the deployment, "
+        f"{facts['tallies']:,} tally reports ({facts['refused_payloads']} refused by the wire "
+        f"format); loaded in {time.perf_counter() - t0:.1f} s"
+    )
+    rows = stored_rows(reports)
+    few = reports[: args.one_by_one]
+
+    print("\nThe desk alone (memory://, no database): its own ceiling")
+    desk = Desk.open(dep, storage="memory://")
+    memory_rate = line(
+        f"memory: desk.submit_many, chunks of {args.chunk:,}",
+        len(reports),
+        bulk(desk, reports, args.chunk),
+    )
+    desk = Desk.open(dep, storage="memory://")
+    line("memory: desk.submit one by one", len(few), one_by_one(desk, few))
+
+    print("\nPostgreSQL")
+    copy_rate = line("baseline: COPY into a plain table", len(rows), copy_baseline(args.pg, rows))
+    with pg_schema(args.pg) as url:
+        schema = url.rsplit("=", 1)[1]
+        engine = create_engine(
+            libpq(url).replace("postgresql://", "postgresql+psycopg://"),
+            connect_args={"options": f"-c search_path={schema}"},
+        )
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        orm_rate = line(
+            f"baseline: SQLModel object per row, commit per {args.chunk:,}",
+            len(rows),
+            orm_baseline(engine, rows, args.chunk),
+        )
+        orm_one = line(
+            "baseline: SQLModel object per row, commit per row",
+            len(few),
+            orm_baseline(engine, rows[: len(few)], 1),
+        )
+        engine.dispose()
+    with pg_schema(args.pg) as url:
+        pg = run_backend("PostgreSQL", url, dep, reports, args)
+    with pg_schema(args.pg) as url:
+        pg_one = run_one_by_one("PostgreSQL", url, dep, few)
+    print(
+        f"  ratios: bulk/COPY = {pg['bulk'] / copy_rate:.3f} (target >= 0.167; the desk alone "
+        f"reaches {memory_rate / copy_rate:.3f}), bulk/ORM = {pg['bulk'] / orm_rate:.2f}, "
+        f"one-by-one/ORM per-row commit = {pg_one / orm_one:.2f}, "
+        f"bulk/one-by-one = {pg['bulk'] / pg_one:.1f}"
+    )
+
+    if not args.skip_sqlite:
+        print("\nSQLite")
+        with tempfile.TemporaryDirectory(dir=args.sqlite_dir) as tmp:
+            engine = create_engine(f"sqlite:///{tmp}/plain.db")
+            sq_orm = line(
+                f"baseline: SQLModel object per row, commit per {args.chunk:,}",
+                len(rows),
+                orm_baseline(engine, rows, args.chunk),
+            )
+            sq_orm_one = line(
+                "baseline: SQLModel object per row, commit per row",
+                len(few),
+                orm_baseline(engine, rows[: len(few)], 1),
+            )
+            engine.dispose()
+            sq = run_backend("SQLite", f"sqlite:///{tmp}/bulk.db", dep, reports, args)
+            sq_one = run_one_by_one("SQLite", f"sqlite:///{tmp}/one.db", dep, few)
+            print(
+                f"  ratios: bulk/PostgreSQL COPY = {sq['bulk'] / copy_rate:.3f}, "
+                f"bulk/ORM = {sq['bulk'] / sq_orm:.2f}, "
+                f"one-by-one/ORM per-row commit = {sq_one / sq_orm_one:.2f}, "
+                f"bulk/one-by-one = {sq['bulk'] / sq_one:.1f}"
+            )
+
+    if args.profile:
+        print("\nProfile of one bulk chunk into PostgreSQL")
+        with pg_schema(args.pg) as url:
+            desk = Desk.open(dep, storage=SQLStorage(url))
+            profile_chunk(desk, reports[: args.chunk])
+            desk.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,998 @@
+"""``sqlite:///PATH`` and ``postgresql://…``: the storage port on SQL.
+
+The tables are SQLModel models (:mod:`sipantau_adapters.storage.sql_models`); the schema
+is made and changed only by the Alembic migrations shipped in ``migrations/``, which
+:class:`SQLStorage` runs up to the newest on open. See ``docs/storage.md``.
+
+URLs:
+
+- ``sqlite:///PATH`` (a file; WAL mode), ``sqlite://`` (in memory, one process);
+  ``?synchronous=normal`` trades the durability of the last commits on power loss for
+  speed (default ``full``); ``?busy_timeout=SECONDS`` (default 30).
+- ``postgresql://USER:PASSWORD@HOST:PORT/DB`` (also ``postgres://`` and
+  ``postgresql+psycopg://``; the driver is psycopg 3); ``?schema=NAME`` keeps every table,
+  and Alembic's version table, in the schema ``NAME`` (created when missing).
+
+Transactions: SQLite runs each one as a writer from its start (``BEGIN IMMEDIATE``), so
+they are serialized across processes, which wait up to the busy timeout. PostgreSQL runs
+READ COMMITTED; ``station_states(keys, lock=True)`` locks the stations' rows (inserting
+missing ones first) in sorted order, and the aggregates are incremented by upserts in
+sorted order. A unique violation (a concurrent writer stored the same report or version),
+a deadlock or a serialization failure raise ``ConflictError(code="storage.race")`` and
+leave nothing of the batch written; the desk then retries the whole transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext, suppress
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import attrs
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from sipantau_adapters.storage.sql_errors import DB_ERRORS, db_errors
+from sipantau_adapters.storage.sql_models import (
+    AGGREGATES,
+    AUDIT,
+    DECISIONS,
+    RELEASES,
+    REPORTS,
+    STATIONS,
+    VERSION_TABLE,
+)
+from sipantau_core.errors import ConflictError, StorageError
+from sipantau_core.ports import (
+    AggregateKey,
+    AuditRecord,
+    CountedTally,
+    Decision,
+    ReleaseRecord,
+    ReportFilter,
+    ReportStatus,
+    StationKey,
+    StationState,
+    Storage,
+    StorageTx,
+    StoredReport,
+    WriteBatch,
+    iter_chunks,
+)
+
+__all__ = [
+    "SCRIPT_LOCATION",
+    "SQLStorage",
+    "alembic_config",
+    "head_revision",
+    "migration_connection",
+    "normalize_url",
+    "upgrade",
+]
+
+#: Where Alembic finds the migrations: inside this package.
+SCRIPT_LOCATION = "sipantau_adapters.storage:migrations"
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_PG_DRIVERS = ("postgresql", "postgres", "postgresql+psycopg")
+_SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
+_SYNCHRONOUS = ("off", "normal", "full", "extra")
+#: how many values one ``IN (…)`` list carries on SQLite
+_CHUNK = 900
+
+
+# ---------------------------------------------------------------------------------------
+# URLs
+# ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Target:
+    backend: str  # "sqlite" | "postgresql"
+    url: URL  # for create_engine: driver normalised, sipantau's own parameters removed
+    display: str  # the URL as given, password masked
+    schema: str | None = None
+    memory: bool = False
+    synchronous: str = "full"
+    busy_timeout: float = 30.0
+
+
+def _bad_url(url: str, why: str) -> StorageError:
+    return StorageError(f"storage URL {url}: {why}", code="storage.bad_url")
+
+
+def _one(value: str | tuple[str, ...]) -> str:
+    return value if isinstance(value, str) else value[-1]
+
+
+def _parse(url: str) -> _Target:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as e:
+        raise _bad_url(url, f"not a database URL ({e})") from e
+    display = parsed.render_as_string(hide_password=True)
+    driver = parsed.drivername.lower()
+    query = dict(parsed.query)
+    if driver in _PG_DRIVERS:
+        schema = _one(query.pop("schema")) if "schema" in query else None
+        if schema is not None and not _SCHEMA_RE.match(schema):
+            raise _bad_url(
+                display,
+                f"schema {schema!r} must be a lower-case SQL name ([a-z_][a-z0-9_]*, "
+                "at most 63 characters)",
+            )
+        target_url = parsed.set(drivername="postgresql+psycopg", query=query)
+        return _Target("postgresql", target_url, display, schema=schema)
+    if driver in _SQLITE_DRIVERS:
+        if "schema" in query:
+            raise _bad_url(display, "?schema= is for PostgreSQL; SQLite has one per file")
+        synchronous = _one(query.pop("synchronous", "full")).lower()
+        if synchronous not in _SYNCHRONOUS:
+            raise _bad_url(display, f"synchronous must be one of {_SYNCHRONOUS}")
+        try:
+            busy = float(_one(query.pop("busy_timeout", "30")))
+        except ValueError as e:
+            raise _bad_url(display, "busy_timeout must be a number of seconds") from e
+        database = parsed.database or ""
+        memory = database in ("", ":memory:")
+        return _Target(
+            "sqlite",
+            parsed.set(drivername="sqlite+pysqlite", query=query),
+            display,
+            memory=memory,
+            synchronous=synchronous,
+            busy_timeout=busy,
+        )
+    raise _bad_url(
+        display, "use sqlite:///PATH, sqlite:// or postgresql://USER@HOST:PORT/DB (psycopg 3)"
+    )
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL sipantau connects with (password masked): ``postgresql://``
+    and ``postgres://`` become ``postgresql+psycopg://``; sipantau's own parameters
+    (``schema``, ``synchronous``, ``busy_timeout``) are taken out."""
+    return _parse(url).url.render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Engines
+# ---------------------------------------------------------------------------------------
+
+
+def _make_engine(target: _Target) -> Engine:
+    if target.backend == "postgresql":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as e:  # pragma: no cover - installs without the postgres extra
+            raise StorageError(
+                "PostgreSQL storage needs psycopg 3: pip install 'sipantau[postgres]'",
+                code="install.missing_extra",
+            ) from e
+        connect_args: dict[str, Any] = {"application_name": "sipantau"}
+        query = target.url.query
+        if "connect_timeout" not in query:
+            connect_args["connect_timeout"] = 10
+        if target.schema is not None:
+            options = _one(query["options"]) + " " if "options" in query else ""
+            connect_args["options"] = f"{options}-c search_path={target.schema}"
+        return sa.create_engine(target.url, connect_args=connect_args, pool_pre_ping=True)
+    if target.memory:
+        engine = sa.create_engine(
+            target.url,
+            connect_args={"check_same_thread": False, "timeout": target.busy_timeout},
+            poolclass=StaticPool,
+        )
+    else:
+        engine = sa.create_engine(
+            target.url,
+            connect_args={"check_same_thread": False, "timeout": target.busy_timeout},
+        )
+    _sqlite_events(engine, target)
+    return engine
+
+
+def _sqlite_events(engine: Engine, target: _Target) -> None:
+    busy_ms = int(target.busy_timeout * 1000)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3 must not begin transactions by itself: we emit BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            if not target.memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {target.synchronous.upper()}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    def on_begin(conn: Connection) -> None:
+        # A writer from the start: concurrent transactions queue (busy timeout) instead
+        # of failing when a reader tries to become a writer.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+
+
+# ---------------------------------------------------------------------------------------
+# Migrations
+# ---------------------------------------------------------------------------------------
+
+
+def alembic_config(connection: Connection | None = None, schema: str | None = None) -> Config:
+    """An Alembic config for sipantau's migrations (``script_location`` inside this
+    package; new revision files named ``rNNNN_slug.py``). Pass ``connection`` (from
+    :func:`migration_connection`) for commands that touch a database."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = connection
+    config.attributes["schema"] = schema
+    return config
+
+
+_HEAD: list[str] = []
+
+
+def head_revision() -> str:
+    """The newest migration this release ships."""
+    if not _HEAD:
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert head is not None
+        _HEAD.append(head)
+    return _HEAD[0]
+
+
+def _current_revision(conn: Connection, schema: str | None) -> str | None:
+    context = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+    )
+    return context.get_current_revision()
+
+
+def _prepare(conn: Connection, target: _Target) -> None:
+    """Serialize concurrent migrations of one schema, and create the schema."""
+    if target.backend != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE serializes already
+    key = f"sipantau.migrate:{target.schema or ''}"
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+    if target.schema is not None:
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
+
+
+@contextmanager
+def migration_connection(url: str) -> Iterator[tuple[Connection, str | None]]:
+    """A connection to ``url`` inside a transaction, with its schema (if any) created and
+    selected and concurrent migrations locked out, for Alembic (see ``migrations/env.py``)."""
+    target = _parse(url)
+    engine = _make_engine(target)
+    try:
+        with engine.connect() as conn, conn.begin():
+            _prepare(conn, target)
+            yield conn, target.schema
+    finally:
+        engine.dispose()
+
+
+def _migrate(engine: Engine, target: _Target, revision: str) -> None:
+    with db_errors(target.display), engine.connect() as conn, conn.begin():
+        if revision == "head" and _current_revision(conn, target.schema) == head_revision():
+            return
+        _prepare(conn, target)
+        try:
+            command.upgrade(alembic_config(conn, target.schema), revision)
+        except CommandError as e:
+            raise StorageError(
+                f"cannot migrate the database {target.display} to {revision}: {e}. "
+                "A database made by a newer release of sipantau does not open with an "
+                "older one.",
+                code="storage.schema",
+            ) from e
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision`` (default: the newest)."""
+    target = _parse(url)
+    engine = _make_engine(target)
+    try:
+        _migrate(engine, target, revision)
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------
+# Rows
+# ---------------------------------------------------------------------------------------
+
+_REPORT_COLUMNS = [
+    REPORTS.c.report_id,
+    REPORTS.c.chain_id,
+    REPORTS.c.version,
+    REPORTS.c.kind,
+    REPORTS.c.station,
+    REPORTS.c.contest,
+    REPORTS.c.monitor,
+    REPORTS.c.stage,
+    REPORTS.c.observed_at,
+    REPORTS.c.received_at,
+    REPORTS.c.digest,
+    REPORTS.c.payload,
+    REPORTS.c.status,
+    REPORTS.c.verdict,
+    REPORTS.c.submitted_by,
+]
+_REPORT_NAMES = [c.name for c in _REPORT_COLUMNS]
+_STATUS = {s.value: s for s in ReportStatus}
+_AUDIT_NAMES = ["at", "principal", "role", "action", "object", "outcome", "detail"]
+_COPY_REPORTS = f"COPY reports ({', '.join(_REPORT_NAMES)}) FROM STDIN"
+_COPY_AUDIT = f"COPY audit_log ({', '.join(_AUDIT_NAMES)}) FROM STDIN"
+#: PostgreSQL: from how many rows COPY beats an INSERT (two round trips instead of one)
+_COPY_FROM = 20
+#: PostgreSQL: from how many rows upserts go through a COPYed temporary table
+_STAGE_FROM = 1000
+_STAGE_KEYS = sa.table(
+    "sipantau_stage_keys", sa.column("contest", sa.Text()), sa.column("station", sa.Text())
+)
+_STAGE_STATIONS = sa.table(
+    "sipantau_stage_stations",
+    sa.column("contest", sa.Text()),
+    sa.column("station", sa.Text()),
+    sa.column("chain_id", sa.Uuid()),
+    sa.column("counted_report_id", sa.Uuid()),
+    sa.column("counted_version", sa.Integer()),
+    sa.column("counters", sa.Text()),
+)
+
+
+def _check_aware(times: Iterable[datetime]) -> None:
+    """What :class:`~sipantau_adapters.storage.sql_models.UTCDateTime` checks, for COPY."""
+    for t in times:
+        if t.tzinfo is None or t.utcoffset() is None:
+            raise StorageError(
+                f"a naive datetime ({t.isoformat()}) has no instant to store",
+                code="storage.failed",
+            )
+
+
+def _stage_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
+    for row in rows:
+        counters = row["counters"]
+        yield (
+            row["contest"],
+            row["station"],
+            row["chain_id"],
+            row["counted_report_id"],
+            row["counted_version"],
+            None if counters is None else json.dumps(counters, separators=(",", ":")),
+        )
+
+
+def _report(row: Sequence[Any]) -> StoredReport:
+    return StoredReport(
+        report_id=row[0],
+        chain_id=row[1],
+        version=row[2],
+        kind=row[3],
+        station=row[4],
+        contest=row[5],
+        monitor=row[6],
+        stage=row[7],
+        observed_at=row[8],
+        received_at=row[9],
+        digest=row[10],
+        payload=row[11],
+        status=_STATUS[row[12]],
+        verdict=row[13],
+        submitted_by=row[14],
+    )
+
+
+def _report_values(r: StoredReport) -> tuple[Any, ...]:
+    return (
+        r.report_id,
+        r.chain_id,
+        r.version,
+        r.kind,
+        r.station,
+        r.contest,
+        r.monitor,
+        r.stage,
+        r.observed_at,
+        r.received_at,
+        r.digest,
+        r.payload,
+        r.status.value,
+        r.verdict,
+        r.submitted_by,
+    )
+
+
+def _station_state(row: Any) -> StationState:
+    counted = None
+    if row.counted_report_id is not None:
+        counters = row.counters
+        if isinstance(counters, str):  # pragma: no cover - a driver that returns text
+            counters = json.loads(counters)
+        counted = CountedTally(row.counted_report_id, row.counted_version, dict(counters or {}))
+    return StationState(chain_id=row.chain_id, counted=counted)
+
+
+def _station_values(key: StationKey, state: StationState) -> dict[str, Any]:
+    counted = state.counted
+    return {
+        "contest": key[0],
+        "station": key[1],
+        "chain_id": state.chain_id,
+        "counted_report_id": counted.report_id if counted else None,
+        "counted_version": counted.version if counted else None,
+        "counters": dict(counted.counters) if counted else None,
+    }
+
+
+def _region_range(region: str) -> tuple[str, str | None, str | None]:
+    """For ``ReportFilter.region``: (exact station, prefix, exclusive upper bound). The
+    bound turns a prefix into an index range over ``station``."""
+    if len(region) == 13 and "." not in region:
+        return region, None, None
+    prefix = region.replace(".", "")
+    upper = None
+    if prefix.isdigit() and prefix.strip("9"):
+        upper = str(int(prefix) + 1).zfill(len(prefix))
+    return "", prefix, upper
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _unnest(*columns: tuple[str, sa.types.TypeEngine[Any]]) -> Any:
+    """PostgreSQL: ``unnest(:a::T[], :b::U[], …) AS u(a, b, …)``: many rows in one
+    statement with one array parameter per column."""
+    fn = sa.func.unnest(*(sa.bindparam(name, type_=pg.ARRAY(t)) for name, t in columns))
+    names = [sa.column(name, t) for name, t in columns]
+    return fn.table_valued(*names).render_derived(name="u")
+
+
+# Statements built once (SQLAlchemy then finds their compiled form in its cache at once).
+
+_SELECT_AGGREGATES = sa.select(AGGREGATES.c.name, AGGREGATES.c.value).where(
+    AGGREGATES.c.contest == sa.bindparam("contest"),
+    AGGREGATES.c.region == sa.bindparam("region"),
+    AGGREGATES.c.value != 0,
+)
+
+
+def _is_head() -> Any:
+    newer = REPORTS.alias("newer")
+    return ~sa.exists().where(
+        newer.c.chain_id == REPORTS.c.chain_id, newer.c.version > REPORTS.c.version
+    )
+
+
+def _by_ids(column: sa.Column[Any], *, postgresql: bool) -> Any:
+    if postgresql:
+        return column == sa.any_(sa.bindparam("ids", type_=pg.ARRAY(column.type)))
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+def _report_lookups(postgresql: bool) -> dict[str, Any]:
+    select = sa.select(*_REPORT_COLUMNS)
+    return {
+        "get_reports": select.where(_by_ids(REPORTS.c.report_id, postgresql=postgresql)),
+        "chain_heads": select.where(_by_ids(REPORTS.c.chain_id, postgresql=postgresql), _is_head()),
+    }
+
+
+def _pg_statements() -> dict[str, Any]:
+    s: dict[str, Any] = _report_lookups(postgresql=True)
+    key_cols = (("contest", sa.String()), ("station", sa.String()))
+    u = _unnest(*key_cols)
+    s["lock_insert"] = (
+        pg.insert(STATIONS)
+        .from_select(
+            ["contest", "station"],
+            sa.select(u.c.contest, u.c.station).order_by(u.c.contest, u.c.station),
+        )
+        .on_conflict_do_nothing(index_elements=["contest", "station"])
+    )
+    u = _unnest(*key_cols)
+    s["lock_select"] = (
+        sa.select(STATIONS)
+        .join(u, sa.and_(STATIONS.c.contest == u.c.contest, STATIONS.c.station == u.c.station))
+        .order_by(STATIONS.c.contest, STATIONS.c.station)
+        .with_for_update(of=STATIONS)
+    )
+    s["select_states"] = sa.select(STATIONS).join(
+        u, sa.and_(STATIONS.c.contest == u.c.contest, STATIONS.c.station == u.c.station)
+    )
+    k = _STAGE_KEYS
+    s["lock_insert_staged"] = (
+        pg.insert(STATIONS)
+        .from_select(
+            ["contest", "station"],
+            sa.select(k.c.contest, k.c.station).order_by(k.c.contest, k.c.station),
+        )
+        .on_conflict_do_nothing(index_elements=["contest", "station"])
+    )
+    s["lock_select_staged"] = (
+        sa.select(STATIONS)
+        .join(k, sa.and_(STATIONS.c.contest == k.c.contest, STATIONS.c.station == k.c.station))
+        .order_by(STATIONS.c.contest, STATIONS.c.station)
+        .with_for_update(of=STATIONS)
+    )
+    t = _STAGE_STATIONS
+    ins = pg.insert(STATIONS).from_select(
+        ["contest", "station", "chain_id", "counted_report_id", "counted_version", "counters"],
+        sa.select(
+            t.c.contest,
+            t.c.station,
+            t.c.chain_id,
+            t.c.counted_report_id,
+            t.c.counted_version,
+            sa.cast(t.c.counters, sa.JSON()),
+        ).order_by(t.c.contest, t.c.station),
+    )
+    s["stations_staged"] = ins.on_conflict_do_update(
+        index_elements=["contest", "station"],
+        set_={
+            "chain_id": ins.excluded.chain_id,
+            "counted_report_id": ins.excluded.counted_report_id,
+            "counted_version": ins.excluded.counted_version,
+            "counters": ins.excluded.counters,
+        },
+    )
+    u = _unnest(
+        *key_cols,
+        ("chain_id", sa.Uuid()),
+        ("counted_report_id", sa.Uuid()),
+        ("counted_version", sa.Integer()),
+        ("counters", sa.Text()),
+    )
+    ins = pg.insert(STATIONS).from_select(
+        ["contest", "station", "chain_id", "counted_report_id", "counted_version", "counters"],
+        sa.select(
+            u.c.contest,
+            u.c.station,
+            u.c.chain_id,
+            u.c.counted_report_id,
+            u.c.counted_version,
+            sa.cast(u.c.counters, sa.JSON()),
+        ).order_by(u.c.contest, u.c.station),
+    )
+    s["stations"] = ins.on_conflict_do_update(
+        index_elements=["contest", "station"],
+        set_={
+            "chain_id": ins.excluded.chain_id,
+            "counted_report_id": ins.excluded.counted_report_id,
+            "counted_version": ins.excluded.counted_version,
+            "counters": ins.excluded.counters,
+        },
+    )
+    u = _unnest(("contest", sa.String()), ("region", sa.String()), ("name", sa.String()),
+                ("value", sa.BigInteger()))  # fmt: skip
+    ins = pg.insert(AGGREGATES).from_select(
+        ["contest", "region", "name", "value"],
+        sa.select(u.c.contest, u.c.region, u.c.name, u.c.value).order_by(
+            u.c.contest, u.c.region, u.c.name
+        ),
+    )
+    s["aggregates"] = ins.on_conflict_do_update(
+        index_elements=["contest", "region", "name"],
+        set_={"value": AGGREGATES.c.value + ins.excluded.value},
+    )
+    s["statuses"] = (
+        sa.update(REPORTS)
+        .where(REPORTS.c.report_id == sa.any_(sa.bindparam("ids", type_=pg.ARRAY(sa.Uuid()))))
+        .values(status=sa.bindparam("new_status"))
+    )
+    return s
+
+
+_PG = _pg_statements()
+
+
+def _sqlite_statements() -> dict[str, Any]:
+    s: dict[str, Any] = _report_lookups(postgresql=False)
+    s["select_states"] = sa.select(STATIONS).where(
+        STATIONS.c.contest == sa.bindparam("contest"),
+        STATIONS.c.station.in_(sa.bindparam("stations", expanding=True)),
+    )
+    s["statuses"] = (
+        sa.update(REPORTS)
+        .where(_by_ids(REPORTS.c.report_id, postgresql=False))
+        .values(status=sa.bindparam("new_status"))
+    )
+    ins = sqlite_dialect.insert(STATIONS)
+    s["stations"] = ins.on_conflict_do_update(
+        index_elements=["contest", "station"],
+        set_={
+            "chain_id": ins.excluded.chain_id,
+            "counted_report_id": ins.excluded.counted_report_id,
+            "counted_version": ins.excluded.counted_version,
+            "counters": ins.excluded.counters,
+        },
+    )
+    ins = sqlite_dialect.insert(AGGREGATES)
+    s["aggregates"] = ins.on_conflict_do_update(
+        index_elements=["contest", "region", "name"],
+        set_={"value": AGGREGATES.c.value + ins.excluded.value},
+    )
+    return s
+
+
+_SQLITE = _sqlite_statements()
+
+
+# ---------------------------------------------------------------------------------------
+# The transaction
+# ---------------------------------------------------------------------------------------
+
+
+class _SQLTx(StorageTx):
+    def __init__(self, conn: Connection, target: _Target):
+        self._conn = conn
+        self._target = target
+        self._pg = target.backend == "postgresql"
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _errors(self) -> Any:
+        return db_errors(self._target.display)
+
+    def _reports_by(self, name: str, ids: list[UUID]) -> Iterator[StoredReport]:
+        """Reports by one of the prepared statements ``name`` over ``ids``: one array
+        parameter (PostgreSQL) or ``IN`` lists of at most ``_CHUNK`` (SQLite)."""
+        if self._pg:
+            rows: Iterable[Sequence[Any]] = self._conn.execute(_PG[name], {"ids": ids})
+            yield from (_report(row) for row in rows)
+            return
+        for chunk in iter_chunks(ids, _CHUNK):
+            yield from (_report(row) for row in self._conn.execute(_SQLITE[name], {"ids": chunk}))
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get_reports(self, report_ids: Iterable[UUID]) -> dict[UUID, StoredReport]:
+        ids = list(dict.fromkeys(report_ids))
+        if not ids:
+            return {}
+        with self._errors():
+            return {r.report_id: r for r in self._reports_by("get_reports", ids)}
+
+    def chain_heads(self, chain_ids: Iterable[UUID]) -> dict[UUID, StoredReport]:
+        chains = list(dict.fromkeys(chain_ids))
+        if not chains:
+            return {}
+        with self._errors():
+            return {r.chain_id: r for r in self._reports_by("chain_heads", chains)}
+
+    def station_states(
+        self, keys: Iterable[StationKey], *, lock: bool = False
+    ) -> dict[StationKey, StationState]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[StationKey, StationState] = {}
+        if wanted:
+            with self._errors():
+                found = self._pg_states(wanted, lock) if self._pg else self._sqlite_states(wanted)
+        empty = StationState()
+        return {k: found.get(k, empty) for k in wanted}
+
+    def _pg_states(self, keys: list[StationKey], lock: bool) -> dict[StationKey, StationState]:
+        ordered = sorted(keys)
+        params = {"contest": [k[0] for k in ordered], "station": [k[1] for k in ordered]}
+        if lock and len(ordered) >= _STAGE_FROM:
+            with self._staged(_STAGE_KEYS, ordered):
+                self._conn.execute(_PG["lock_insert_staged"])
+                rows = list(self._conn.execute(_PG["lock_select_staged"]))
+        elif lock:
+            # Insert the missing rows (so that there is a row to lock), then lock them all,
+            # both in sorted order so that concurrent transactions queue instead of
+            # deadlocking.
+            self._conn.execute(_PG["lock_insert"], params)
+            rows = list(self._conn.execute(_PG["lock_select"], params))
+        else:
+            rows = list(self._conn.execute(_PG["select_states"], params))
+        return {(row.contest, row.station): _station_state(row) for row in rows}
+
+    def _sqlite_states(self, keys: list[StationKey]) -> dict[StationKey, StationState]:
+        # The transaction holds the database's write lock from BEGIN IMMEDIATE on: the
+        # rows are locked already.
+        by_contest: dict[str, list[str]] = defaultdict(list)
+        for contest, station in keys:
+            by_contest[contest].append(station)
+        out: dict[StationKey, StationState] = {}
+        for contest, stations in by_contest.items():
+            for chunk in iter_chunks(stations, _CHUNK):
+                rows = self._conn.execute(
+                    _SQLITE["select_states"], {"contest": contest, "stations": chunk}
+                )
+                for row in rows:
+                    out[(row.contest, row.station)] = _station_state(row)
+        return out
+
+    def aggregates(self, contest: str, region: str) -> dict[str, int]:
+        params = {"contest": contest, "region": region}
+        with self._errors():
+            rows = self._conn.execute(_SELECT_AGGREGATES, params)
+            return {name: int(value) for name, value in rows}
+
+    def reports(self, query: ReportFilter) -> list[StoredReport]:
+        r = REPORTS
+        clauses: list[Any] = []
+        if query.region is not None:
+            exact, prefix, upper = _region_range(query.region)
+            if prefix is None:
+                clauses.append(r.c.station == exact)
+            elif prefix:
+                clauses.append(r.c.station >= prefix)
+                if upper is not None:
+                    clauses.append(r.c.station < upper)
+                clauses.append(r.c.station.like(_like_escape(prefix) + "%", escape="\\"))
+        if query.station is not None:
+            clauses.append(r.c.station == query.station)
+        if query.kind is not None:
+            clauses.append(r.c.kind == query.kind)
+        if query.contest is not None:
+            clauses.append(r.c.contest == query.contest)
+        if query.statuses is not None:
+            if not query.statuses:
+                return []
+            clauses.append(r.c.status.in_(sorted(s.value for s in query.statuses)))
+        if query.heads_only:
+            clauses.append(_is_head())
+        stmt = sa.select(*_REPORT_COLUMNS).where(*clauses).order_by(r.c.received_at, r.c.report_id)
+        with self._errors():
+            return [_report(row) for row in self._conn.execute(stmt)]
+
+    def decisions(self, report_id: UUID | None = None) -> list[Decision]:
+        d = DECISIONS
+        stmt = sa.select(d.c.report_id, d.c.action, d.c.principal, d.c.reason, d.c.at).order_by(
+            d.c.id
+        )
+        if report_id is not None:
+            stmt = stmt.where(d.c.report_id == report_id)
+        with self._errors():
+            return [Decision(*row) for row in self._conn.execute(stmt)]
+
+    def releases(self) -> list[ReleaseRecord]:
+        t = RELEASES
+        stmt = sa.select(t.c.region, t.c.contest, t.c.principal, t.c.at).order_by(t.c.id)
+        with self._errors():
+            return [ReleaseRecord(*row) for row in self._conn.execute(stmt)]
+
+    def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
+        a = AUDIT
+        stmt = (
+            sa.select(
+                a.c.at,
+                a.c.principal,
+                a.c.role,
+                a.c.action,
+                a.c.object,
+                a.c.outcome,
+                a.c.seq,
+                a.c.detail,
+            )
+            .where(a.c.seq > after)
+            .order_by(a.c.seq)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._errors():
+            return [AuditRecord(*row) for row in self._conn.execute(stmt)]
+
+    # -- the write -----------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> None:
+        if not batch:
+            return
+        # A savepoint around what a concurrent writer can refuse: on a conflict nothing
+        # of the batch is written, and the transaction stays usable (as in memory).
+        guarded = bool(batch.reports or batch.statuses)
+        with self._errors():
+            if guarded:
+                # not released: one round trip less; it ends with the transaction
+                self._conn.exec_driver_sql("SAVEPOINT sipantau_write")
+            try:
+                self._write(batch)
+            except BaseException:
+                if guarded:
+                    with suppress(*DB_ERRORS):
+                        self._conn.exec_driver_sql("ROLLBACK TO SAVEPOINT sipantau_write")
+                raise
+
+    def _write(self, batch: WriteBatch) -> None:
+        conn = self._conn
+        if batch.reports:
+            # In (chain, version) order: concurrent batches with the same reports take
+            # the unique index entries in the same order.
+            reports = sorted(batch.reports, key=lambda r: (r.chain_id, r.version, r.report_id))
+            self._insert_reports(reports)
+        if batch.statuses:
+            self._set_statuses(batch.statuses)
+        if batch.stations:
+            rows = [_station_values(k, batch.stations[k]) for k in sorted(batch.stations)]
+            if not self._pg:
+                conn.execute(_SQLITE["stations"], rows)
+            elif len(rows) >= _STAGE_FROM:
+                with self._staged(_STAGE_STATIONS, _stage_station_rows(rows)):
+                    conn.execute(_PG["stations_staged"])
+            else:
+                conn.execute(_PG["stations"], _columns(rows, json_column="counters"))
+        deltas = sorted((k, v) for k, v in batch.aggregates.items() if v)
+        if deltas:
+            self._add_aggregates(deltas)
+        if batch.decisions:
+            conn.execute(
+                sa.insert(DECISIONS),
+                [attrs.asdict(d, recurse=False) for d in batch.decisions],
+            )
+        if batch.releases:
+            conn.execute(
+                sa.insert(RELEASES), [attrs.asdict(r, recurse=False) for r in batch.releases]
+            )
+        if batch.audit:
+            values = [
+                (e.at, e.principal, e.role, e.action, e.object, e.outcome, e.detail)
+                for e in batch.audit
+            ]
+            if self._pg and len(values) >= _COPY_FROM:
+                _check_aware(e.at for e in batch.audit)
+                self._copy(_COPY_AUDIT, values)  # seq: the column's default, row by row
+            else:
+                conn.execute(
+                    sa.insert(AUDIT), [dict(zip(_AUDIT_NAMES, v, strict=True)) for v in values]
+                )
+
+    def _insert_reports(self, reports: list[StoredReport]) -> None:
+        if self._pg and len(reports) >= _COPY_FROM:
+            _check_aware(t for r in reports for t in (r.observed_at, r.received_at))
+            self._copy(_COPY_REPORTS, (_report_values(r) for r in reports))
+        else:
+            self._conn.execute(
+                sa.insert(REPORTS),
+                [dict(zip(_REPORT_NAMES, _report_values(r), strict=True)) for r in reports],
+            )
+
+    def _copy(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        """PostgreSQL: ``COPY … FROM STDIN`` on this transaction's connection, the fastest
+        way in; a unique violation fails it like an INSERT would."""
+        driver = self._conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    @contextmanager
+    def _staged(self, table: sa.TableClause, rows: Iterable[Sequence[Any]]) -> Iterator[None]:
+        """PostgreSQL: ``rows`` COPYed into a temporary table for the block (many rows to
+        upsert: COPY is several times faster than array parameters)."""
+        columns = ", ".join(f"{c.name} {c.type.compile(self._conn.dialect)}" for c in table.c)
+        self._conn.exec_driver_sql(f"CREATE TEMP TABLE {table.name} ({columns}) ON COMMIT DROP")
+        self._copy(f"COPY {table.name} FROM STDIN", rows)
+        yield
+        self._conn.exec_driver_sql(f"DROP TABLE {table.name}")
+
+    def _set_statuses(self, statuses: Mapping[UUID, ReportStatus]) -> None:
+        by_status: dict[str, list[UUID]] = defaultdict(list)
+        for report_id, status in statuses.items():
+            by_status[status.value].append(report_id)
+        updated = 0
+        for value, ids in sorted(by_status.items()):
+            ids.sort()
+            if self._pg:
+                updated += self._conn.execute(
+                    _PG["statuses"], {"ids": ids, "new_status": value}
+                ).rowcount
+            else:
+                for chunk in iter_chunks(ids, _CHUNK):
+                    params = {"ids": chunk, "new_status": value}
+                    updated += self._conn.execute(_SQLITE["statuses"], params).rowcount
+        if updated != len(statuses):
+            raise ConflictError(
+                f"{len(statuses) - updated} of the reports whose status the batch sets "
+                "do not exist",
+                code="storage.integrity",
+            )
+
+    def _add_aggregates(self, deltas: list[tuple[AggregateKey, int]]) -> None:
+        rows = [{"contest": c, "region": r, "name": n, "value": v} for (c, r, n), v in deltas]
+        if self._pg:
+            self._conn.execute(_PG["aggregates"], _columns(rows))
+        else:
+            self._conn.execute(_SQLITE["aggregates"], rows)
+
+
+def _columns(rows: list[dict[str, Any]], json_column: str | None = None) -> dict[str, list[Any]]:
+    """Rows as one list per column (for :func:`_unnest`)."""
+    out: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
+    if json_column is not None:
+        out[json_column] = [
+            None if v is None else json.dumps(v, separators=(",", ":")) for v in out[json_column]
+        ]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# The storage
+# ---------------------------------------------------------------------------------------
+
+
+class SQLStorage(Storage):
+    """The storage port on SQLite or PostgreSQL. Opening it migrates the database to the
+    newest schema; :class:`~sipantau_core.errors.StorageError` (``storage.unavailable``)
+    when it cannot be reached."""
+
+    def __init__(self, url: str, *, migrate: bool = True):
+        self._target = _parse(url)
+        self.url = self._target.display
+        self._engine = _make_engine(self._target)
+        # In memory, every transaction shares the one connection: one at a time.
+        self._lock = threading.RLock() if self._target.memory else None
+        if migrate:
+            try:
+                _migrate(self._engine, self._target, "head")
+            except BaseException:
+                self._engine.dispose()
+                raise
+
+    @property
+    def backend(self) -> str:
+        return self._target.backend
+
+    @property
+    def schema(self) -> str | None:
+        return self._target.schema
+
+    @contextmanager
+    def transaction(self) -> Iterator[StorageTx]:
+        where = self._target.display
+        with self._lock if self._lock is not None else nullcontext():
+            with db_errors(where):
+                conn = self._engine.connect()
+            try:
+                with db_errors(where):
+                    trans = conn.begin()
+                try:
+                    yield _SQLTx(conn, self._target)
+                except BaseException:
+                    if trans.is_active:
+                        with suppress(*DB_ERRORS):
+                            trans.rollback()
+                    raise
+                with db_errors(where):
+                    trans.commit()
+            finally:
+                with suppress(*DB_ERRORS):
+                    conn.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def info(self) -> Mapping[str, Any]:
+        return {
+            "backend": self._target.backend,
+            "url": self._target.display,
+            "schema": self._target.schema,
+            "revision": head_revision(),
+        }
+
+    def __repr__(self) -> str:
+        return f"SQLStorage({self._target.display!r})"

@@ -1,0 +1,182 @@
+"""The SQL schema of the storage port, as SQLModel table models.
+
+These models are the *target* of the Alembic migrations in ``migrations/versions``: the
+database is always created and changed by migrations (``tests/test_migrations.py`` checks
+that the two agree); the models give the adapter its typed tables. They live on their own
+registry and :data:`metadata`, so they never mix with an application's SQLModel tables.
+
+What the database enforces: the report id is the primary key; ``(chain_id, version)`` is
+unique; a station's state has one row per ``(contest, station)``; an aggregate counter one
+row per ``(contest, region, name)``; a report's status is one of the port's statuses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from sipantau_core.ports import ReportStatus
+
+__all__ = [
+    "AGGREGATES",
+    "AUDIT",
+    "DECISIONS",
+    "RELEASES",
+    "REPORTS",
+    "STATIONS",
+    "VERSION_TABLE",
+    "AggregateRow",
+    "AuditRow",
+    "DecisionRow",
+    "ReleaseRow",
+    "ReportRow",
+    "StationStateRow",
+    "UTCDateTime",
+    "metadata",
+]
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware instant. PostgreSQL: ``TIMESTAMPTZ``. SQLite: the UTC wall time
+    with microseconds (``YYYY-MM-DD HH:MM:SS.ffffff``, which sorts by instant), read back
+    as an aware datetime in UTC. Naive datetimes are refused: their instant is unknown."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"a naive datetime ({value.isoformat()}) has no instant to store")
+        if dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class _Base(SQLModel, registry=registry()):
+    """The abstract base of sipantau's tables: its own registry and metadata."""
+
+
+#: The metadata of every sipantau table (the migrations' target).
+metadata: sa.MetaData = _Base.metadata
+
+#: Alembic's version table (in the same schema as the tables).
+VERSION_TABLE = "sipantau_alembic_version"
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in ReportStatus)
+
+
+class ReportRow(_Base, table=True):
+    """A stored report (:class:`~sipantau_core.ports.StoredReport`)."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        sa.UniqueConstraint("chain_id", "version", name="uq_reports_chain_version"),
+        sa.CheckConstraint(f"status IN ({_STATUSES})", name="ck_reports_status"),
+        sa.CheckConstraint("version >= 1", name="ck_reports_version"),
+        # 0002: region/station listings and kind/contest filters
+        sa.Index("ix_reports_station", "station"),
+        sa.Index("ix_reports_kind_contest", "kind", "contest"),
+    )
+
+    report_id: uuid.UUID = Field(sa_type=sa.Uuid(), primary_key=True)
+    chain_id: uuid.UUID = Field(sa_type=sa.Uuid(), nullable=False)
+    version: int = Field(sa_type=sa.Integer(), nullable=False)
+    kind: str = Field(sa_type=sa.String(), nullable=False)
+    station: str = Field(sa_type=sa.String(), nullable=False)
+    contest: str | None = Field(default=None, sa_type=sa.String(), nullable=True)
+    monitor: str = Field(sa_type=sa.String(), nullable=False)
+    stage: str | None = Field(default=None, sa_type=sa.String(), nullable=True)
+    observed_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    received_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    digest: str = Field(sa_type=sa.String(), nullable=False)
+    payload: str = Field(sa_type=sa.Text(), nullable=False)
+    status: str = Field(sa_type=sa.String(), nullable=False)
+    verdict: str = Field(sa_type=sa.Text(), nullable=False)
+    submitted_by: str = Field(sa_type=sa.String(), nullable=False)
+
+
+class StationStateRow(_Base, table=True):
+    """Per (contest, station): the chain that holds its tally, and what it counts. A row
+    with every column but the key empty is the same as no row (it is inserted to lock)."""
+
+    __tablename__ = "station_states"
+
+    contest: str = Field(sa_type=sa.String(), primary_key=True)
+    station: str = Field(sa_type=sa.String(), primary_key=True)
+    chain_id: uuid.UUID | None = Field(default=None, sa_type=sa.Uuid(), nullable=True)
+    counted_report_id: uuid.UUID | None = Field(default=None, sa_type=sa.Uuid(), nullable=True)
+    counted_version: int | None = Field(default=None, sa_type=sa.Integer(), nullable=True)
+    counters: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON(), nullable=True)
+
+
+class AggregateRow(_Base, table=True):
+    """One counter of a region for a contest, kept up to date by incremental upserts."""
+
+    __tablename__ = "aggregates"
+
+    contest: str = Field(sa_type=sa.String(), primary_key=True)
+    region: str = Field(sa_type=sa.String(), primary_key=True)
+    name: str = Field(sa_type=sa.String(), primary_key=True)
+    value: int = Field(default=0, sa_type=sa.BigInteger(), nullable=False)
+
+
+class DecisionRow(_Base, table=True):
+    """A desk officer's decision; ``id`` keeps the order they were made in."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (sa.Index("ix_decisions_report_id", "report_id"),)
+
+    id: int | None = Field(default=None, sa_type=sa.Integer(), primary_key=True)
+    report_id: uuid.UUID = Field(sa_type=sa.Uuid(), nullable=False)
+    action: str = Field(sa_type=sa.String(), nullable=False)
+    principal: str = Field(sa_type=sa.String(), nullable=False)
+    reason: str = Field(sa_type=sa.Text(), nullable=False)
+    at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class ReleaseRow(_Base, table=True):
+    """A region released to viewers."""
+
+    __tablename__ = "releases"
+
+    id: int | None = Field(default=None, sa_type=sa.Integer(), primary_key=True)
+    region: str = Field(sa_type=sa.String(), nullable=False)
+    contest: str | None = Field(default=None, sa_type=sa.String(), nullable=True)
+    principal: str = Field(sa_type=sa.String(), nullable=False)
+    at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class AuditRow(_Base, table=True):
+    """One entry of who did what; ``seq`` is assigned by the database."""
+
+    __tablename__ = "audit_log"
+
+    seq: int | None = Field(default=None, sa_type=sa.Integer(), primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    principal: str = Field(sa_type=sa.String(), nullable=False)
+    role: str = Field(sa_type=sa.String(), nullable=False)
+    action: str = Field(sa_type=sa.String(), nullable=False)
+    object: str = Field(sa_type=sa.String(), nullable=False)
+    outcome: str = Field(sa_type=sa.String(), nullable=False)
+    detail: str = Field(default="", sa_type=sa.Text(), nullable=False)
+
+
+REPORTS: sa.Table = metadata.tables["reports"]
+STATIONS: sa.Table = metadata.tables["station_states"]
+AGGREGATES: sa.Table = metadata.tables["aggregates"]
+DECISIONS: sa.Table = metadata.tables["decisions"]
+RELEASES: sa.Table = metadata.tables["releases"]
+AUDIT: sa.Table = metadata.tables["audit_log"]

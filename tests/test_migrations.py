@@ -1,0 +1,274 @@
+"""Schema migrations: a database made by one release opens with the next, the models and
+the migrations agree, and concurrent first opens do not trip over each other."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from pg import pg_url  # noqa: F401 - a fixture
+from sipantau_adapters.storage.sql import (
+    SQLStorage,
+    head_revision,
+    migration_connection,
+    upgrade,
+)
+from sipantau_adapters.storage.sql_models import VERSION_TABLE, metadata
+from sipantau_core.errors import StorageError
+from sipantau_core.ports import (
+    AuditRecord,
+    CountedTally,
+    Decision,
+    ReleaseRecord,
+    ReportFilter,
+    ReportStatus,
+    StationState,
+    StoredReport,
+    WriteBatch,
+)
+
+COUNTERS = {"votes.1": 110, "valid": 300, "total": 305, "stations": 1}
+WITA = datetime(2024, 11, 27, 14, 30, 15, 123456, tzinfo=UTC).astimezone()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'desk.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+def _revision(url: str) -> str | None:
+    with migration_connection(url) as (conn, schema):
+        context = MigrationContext.configure(
+            conn, opts={"version_table": VERSION_TABLE, "version_table_schema": schema}
+        )
+        return context.get_current_revision()
+
+
+def _indexes(url: str) -> set[str]:
+    with migration_connection(url) as (conn, _):
+        return {str(i["name"]) for i in sa.inspect(conn).get_indexes("reports")}
+
+
+# Rows as release 0.1 (schema 0001) wrote them, in plain SQL.
+V1 = uuid.UUID("0b5f4e1e-7f6b-4c1e-9a52-3f0d2b1c0001")
+V2 = uuid.UUID("0b5f4e1e-7f6b-4c1e-9a52-3f0d2b1c0002")
+SITUATION = uuid.UUID("0b5f4e1e-7f6b-4c1e-9a52-3f0d2b1c0003")
+
+
+def _old_rows() -> list[dict[str, Any]]:
+    base = {
+        "kind": "tally",
+        "station": "1673011001001",
+        "contest": "walikota",
+        "monitor": "LLG-0001",
+        "stage": "penghitungan",
+        "observed_at": WITA - timedelta(hours=1),
+        "verdict": "[]",
+        "submitted_by": "LLG-0001",
+    }
+    return [
+        {**base, "report_id": V1, "chain_id": V1, "version": 1, "received_at": WITA,
+         "digest": "a" * 64, "payload": '{"v":1}', "status": "superseded"},
+        {**base, "report_id": V2, "chain_id": V1, "version": 2,
+         "received_at": WITA + timedelta(minutes=5), "digest": "b" * 64, "payload": '{"v":2}',
+         "status": "accepted"},
+        {**base, "report_id": SITUATION, "chain_id": SITUATION, "version": 1, "kind": "situation",
+         "contest": None, "stage": "pembukaan", "station": "1673021002001",
+         "received_at": WITA + timedelta(minutes=1), "digest": "c" * 64,
+         "payload": '{"s":1}', "status": "accepted"},
+    ]  # fmt: skip
+
+
+def _write_as_release_0_1(url: str) -> None:
+    """What the 0.1 adapter wrote, as plain SQL against schema 0001."""
+    with migration_connection(url) as (conn, _):
+        sqlite = conn.dialect.name == "sqlite"
+
+        def uid(u: uuid.UUID) -> str:
+            return u.hex if sqlite else str(u)
+
+        def at(d: datetime) -> Any:
+            return d.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else d
+
+        for row in _old_rows():
+            conn.execute(
+                sa.text(
+                    "INSERT INTO reports (report_id, chain_id, version, kind, station, contest,"
+                    " monitor, stage, observed_at, received_at, digest, payload, status,"
+                    " verdict, submitted_by) VALUES (:report_id, :chain_id, :version, :kind,"
+                    " :station, :contest, :monitor, :stage, :observed_at, :received_at,"
+                    " :digest, :payload, :status, :verdict, :submitted_by)"
+                ),
+                {
+                    **row,
+                    "report_id": uid(row["report_id"]),
+                    "chain_id": uid(row["chain_id"]),
+                    "observed_at": at(row["observed_at"]),
+                    "received_at": at(row["received_at"]),
+                },
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO station_states (contest, station, chain_id, counted_report_id,"
+                " counted_version, counters) VALUES ('walikota', '1673011001001', :chain,"
+                " :counted, 2, :counters)"
+            ),
+            {
+                "chain": uid(V1),
+                "counted": uid(V2),
+                "counters": json.dumps(COUNTERS),
+            },
+        )
+        for region in ("16", "16.73", "16.73.01", "16.73.01.1001"):
+            for name, value in (("votes.1", 110), ("valid", 300), ("total", 305), ("x", 0)):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO aggregates (contest, region, name, value)"
+                        " VALUES ('walikota', :region, :name, :value)"
+                    ),
+                    {"region": region, "name": name, "value": value},
+                )
+        conn.execute(
+            sa.text(
+                "INSERT INTO decisions (report_id, action, principal, reason, at)"
+                " VALUES (:r, 'reject', 'officer-1', 'salah TPS', :at)"
+            ),
+            {"r": uid(SITUATION), "at": at(WITA)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO releases (region, contest, principal, at)"
+                " VALUES ('16.73', NULL, 'coord', :at)"
+            ),
+            {"at": at(WITA)},
+        )
+        for i in range(3):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_log (at, principal, role, action, object, outcome,"
+                    " detail) VALUES (:at, :p, 'system', 'submit', 'report', 'ok', '')"
+                ),
+                {"at": at(WITA), "p": f"p{i}"},
+            )
+
+
+def _expected_reports() -> dict[uuid.UUID, StoredReport]:
+    out = {}
+    for row in _old_rows():
+        values = dict(row)
+        values["status"] = ReportStatus(values["status"])
+        out[row["report_id"]] = StoredReport(**values)
+    return out
+
+
+def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -> None:
+    upgrade(db_url, "0001")
+    assert _revision(db_url) == "0001"
+    assert "ix_reports_station" not in _indexes(db_url)
+    _write_as_release_0_1(db_url)
+
+    store = SQLStorage(db_url)  # upgrades on open
+    try:
+        assert _revision(db_url) == head_revision()
+        assert {"ix_reports_station", "ix_reports_kind_contest"} <= _indexes(db_url)
+        expected = _expected_reports()
+        with store.transaction() as tx:
+            assert tx.get_reports(expected) == expected
+            assert tx.chain_heads([V1, SITUATION]) == {
+                V1: expected[V2],
+                SITUATION: expected[SITUATION],
+            }
+            assert tx.reports(ReportFilter(region="16.73")) == [expected[SITUATION], expected[V2]]
+            assert tx.reports(ReportFilter(region="16.73", heads_only=False))[0] == expected[V1]
+            key = ("walikota", "1673011001001")
+            assert tx.station_states([key]) == {
+                key: StationState(
+                    V1,
+                    CountedTally(
+                        V2, 2, {"votes.1": 110, "valid": 300, "total": 305, "stations": 1}
+                    ),
+                )
+            }
+            assert tx.aggregates("walikota", "16.73.01") == {
+                "votes.1": 110,
+                "valid": 300,
+                "total": 305,
+            }
+            assert tx.decisions(SITUATION) == [
+                Decision(SITUATION, "reject", "officer-1", "salah TPS", WITA)
+            ]
+            assert tx.releases() == [ReleaseRecord("16.73", None, "coord", WITA)]
+            log = tx.audit()
+            assert [e.principal for e in log] == ["p0", "p1", "p2"]
+            # and the next writes go on from there
+            tx.write(
+                WriteBatch(
+                    aggregates={("walikota", "16.73", "total"): 5},
+                    audit=[AuditRecord(WITA, "p3", "system", "submit", "report", "ok")],
+                )
+            )
+        with store.transaction() as tx:
+            assert tx.aggregates("walikota", "16.73")["total"] == 310
+            assert [e.seq for e in tx.audit()][-1] > log[-1].seq
+    finally:
+        store.close()
+
+
+def test_opening_twice_does_not_migrate_again(db_url: str) -> None:
+    SQLStorage(db_url).close()
+    SQLStorage(db_url).close()
+    assert _revision(db_url) == head_revision()
+
+
+def test_the_models_and_the_migrations_agree(db_url: str) -> None:
+    upgrade(db_url)
+    with migration_connection(db_url) as (conn, _):
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, kind, parent: name != VERSION_TABLE,
+            },
+        )
+        assert compare_metadata(context, metadata) == []
+
+
+def test_a_database_from_a_newer_release_is_refused(db_url: str) -> None:
+    upgrade(db_url)
+    with migration_connection(db_url) as (conn, _):
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(StorageError) as info:
+        SQLStorage(db_url)
+    assert info.value.code == "storage.schema"
+    assert "newer release" in info.value.message
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            SQLStorage(db_url).close()
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _revision(db_url) == head_revision()
