@@ -232,7 +232,7 @@ _LEVELS = (RegionLevel.VILLAGE, RegionLevel.DISTRICT, RegionLevel.CITY, RegionLe
 
 
 def _violations_json(verdict: Verdict | None) -> str:
-    if verdict is None:
+    if verdict is None or not verdict.violations:
         return "[]"
     return json.dumps(
         [
@@ -251,6 +251,8 @@ def _violations_json(verdict: Verdict | None) -> str:
 
 
 def _violations_from(text: str) -> tuple[Violation, ...]:
+    if text == "[]":
+        return ()
     return tuple(
         Violation(d["code"], d["severity"], tuple(d["fields"]), d["message_id"], d["message"])
         for d in json.loads(text)
@@ -312,6 +314,7 @@ class Desk:
         self.rules = rules
         self.incident_categories = incident_categories
         self.clock = clock
+        self._region_cache: dict[StationCode, tuple[str, ...]] = {}
 
     @classmethod
     def open(
@@ -652,25 +655,35 @@ class Desk:
         )
         return receipt, ReportEvent(kind_of_event, report, receipt, principal, now)
 
-    @staticmethod
+    def _regions(self, station: StationCode) -> tuple[str, ...]:
+        """A station's village, district, city and province codes (cached)."""
+        found = self._region_cache.get(station)
+        if found is None:
+            parts = station.village.value.split(".")
+            found = tuple(".".join(parts[:n]) for n in (4, 3, 2, 1))
+            self._region_cache[station] = found
+        return found
+
     def _recount(
+        self,
         batch: WriteBatch,
         contest: str,
         station: StationCode,
         old: CountedTally | None,
         new: CountedTally | None,
     ) -> None:
-        delta: dict[str, int] = defaultdict(int)
+        if old is None and new is None:
+            return
+        delta: dict[str, int] = dict(new.counters) if new is not None else {}
         if old is not None:
             for name, value in old.counters.items():
-                delta[name] -= value
-        if new is not None:
-            for name, value in new.counters.items():
-                delta[name] += value
-        for level in _LEVELS:
-            region = station.village.at_level(level).value
+                delta[name] = delta.get(name, 0) - value
+        aggregates = batch.aggregates
+        for region in self._regions(station):
             for name, value in delta.items():
-                batch.add((contest, region, name), value)
+                if value:
+                    key = (contest, region, name)
+                    aggregates[key] = aggregates.get(key, 0) + value
 
     @staticmethod
     def _receipt(stored: StoredReport, *, duplicate: bool = False) -> Receipt:

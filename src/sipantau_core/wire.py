@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -267,16 +268,30 @@ def _clean_validator_message(exc: BaseException) -> str:
 
 
 def _unstructure_class(converter: cattrs.Converter, cls: type[Any]) -> Callable[[Any], Any]:
+    """Unstructure ``cls`` leaving out ``None`` fields. Each field's hook is looked up once
+    (on first use), not dispatched per value: canonical bytes are on the hot path."""
     attrs.resolve_types(cls)
     fields = attrs.fields(cls)
+    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+
+    def field_hook(tp: Any) -> Callable[[Any], Any] | None:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if args and type(None) in typing.get_args(tp):
+            tp = args[0] if len(args) == 1 else tp
+        if tp in (int, str, bool):
+            return None
+        hook: Callable[[Any], Any] = converter.get_unstructure_hook(tp)
+        return hook
 
     def hook(obj: Any) -> dict[str, Any]:
+        if not plan:
+            plan.extend((f.name, field_hook(f.type)) for f in fields)
         out: dict[str, Any] = {}
-        for f in fields:
-            value = getattr(obj, f.name)
+        for name, fn in plan:
+            value = getattr(obj, name)
             if value is None:
                 continue
-            out[f.name] = converter.unstructure(value)
+            out[name] = value if fn is None else fn(value)
         return out
 
     return hook

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -198,7 +198,7 @@ def _station(value: Any) -> StationCode:
 class VoteCounts(Mapping[int, int]):
     """An immutable, hashable mapping of option number → votes (section IV)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_map")
 
     def __init__(self, votes: Mapping[int, int] | Iterable[tuple[int, int]] = ()):
         items = dict(votes.items() if isinstance(votes, Mapping) else votes)
@@ -210,18 +210,28 @@ class VoteCounts(Mapping[int, int]):
             if not 0 <= value <= MAX_COUNT:
                 raise ValueError(f"votes[{key}]: {value} is not in 0..{MAX_COUNT}")
         self._items: tuple[tuple[int, int], ...] = tuple(sorted(items.items()))
+        self._map: dict[int, int] = dict(self._items)
 
     def __getitem__(self, key: int) -> int:
-        for k, value in self._items:
-            if k == key:
-                return value
-        raise KeyError(key)
+        return self._map[key]
 
     def __iter__(self) -> Iterator[int]:
-        return (k for k, _ in self._items)
+        return iter(self._map)
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._map
+
+    def items(self) -> ItemsView[int, int]:
+        return self._map.items()
+
+    def values(self) -> ValuesView[int]:
+        return self._map.values()
+
+    def keys(self) -> KeysView[int]:
+        return self._map.keys()
 
     def __hash__(self) -> int:
         return hash(self._items)
@@ -230,14 +240,17 @@ class VoteCounts(Mapping[int, int]):
         if isinstance(other, VoteCounts):
             return self._items == other._items
         if isinstance(other, Mapping):
-            return dict(self._items) == dict(other)
+            return self._map == dict(other)
         return NotImplemented
 
     def __repr__(self) -> str:
-        return f"VoteCounts({dict(self._items)!r})"
+        return f"VoteCounts({self._map!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (VoteCounts, (self._items,))
 
     def total(self) -> int:
-        return sum(value for _, value in self._items)
+        return sum(self._map.values())
 
 
 def _votes(value: Any) -> VoteCounts:
