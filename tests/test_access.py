@@ -475,11 +475,6 @@ def test_a_refused_decision_changes_nothing() -> None:
     assert seeded.desk.decisions(report, principal=PRINCIPALS["system"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Desk.history returns the whole audit log, whatever region the auditor is "
-    "scoped to; see the report's proposed patch",
-)
 def test_an_auditor_reads_only_the_record_of_its_own_region() -> None:
     seeded = _seeded()
     coordinator = Principal(id="coord-district", role=Role.COORDINATOR, scope="16.73.01")

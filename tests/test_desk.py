@@ -57,6 +57,8 @@ from sipantau_core.desk import BulkResult, RegionEvent, ReportEvent
 from sipantau_core.ports import (
     AuditRecord,
     Decision,
+    DeviceKeyRecord,
+    MonitorRecord,
     ReleaseRecord,
     ReportFilter,
     StationKey,
@@ -64,6 +66,7 @@ from sipantau_core.ports import (
     Storage,
     StorageTx,
     StoredReport,
+    TokenRecord,
     WriteBatch,
 )
 from sipantau_core.rules import HARD, RuleContext, Violation
@@ -297,6 +300,20 @@ class TrackedTx(StorageTx):
 
     def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         return self.inner.audit(after=after, limit=limit)
+
+    def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
+        return self.inner.audit_head(lock=lock)
+
+    def device_keys(
+        self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None
+    ) -> list[DeviceKeyRecord]:
+        return self.inner.device_keys(key_ids=key_ids, monitor=monitor)
+
+    def token(self, token_hash: str) -> TokenRecord | None:
+        return self.inner.token(token_hash)
+
+    def monitors(self, ids: Iterable[str] | None = None) -> dict[str, MonitorRecord]:
+        return self.inner.monitors(ids)
 
     def write(self, batch: WriteBatch) -> None:
         if self.owner.fail_writes and (batch.reports or batch.statuses or batch.releases):

@@ -8,12 +8,15 @@ transaction; queries read them back under the access policy.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -22,16 +25,19 @@ from uuid import UUID
 import attrs
 
 from sipantau_core.access import Action, Principal, Role, Target, authorize
+from sipantau_core.audit import ChainReport, Checkpoint, chain, verify_chain, verify_extends
 from sipantau_core.deployment import Deployment
 from sipantau_core.domain import (
     Contest,
     IncidentCatalogue,
+    Monitor,
     PersonalData,
     PollingStation,
     RegionCode,
     RegionLevel,
     Report,
     SecurityStatus,
+    Sensitive,
     SituationReport,
     Stage,
     StationCode,
@@ -39,7 +45,9 @@ from sipantau_core.domain import (
 )
 from sipantau_core.errors import (
     ConflictError,
+    PayloadError,
     PermissionDenied,
+    Problem,
     SipantauError,
     UnknownEntityError,
 )
@@ -49,6 +57,8 @@ from sipantau_core.ports import (
     AuditRecord,
     CountedTally,
     Decision,
+    DeviceKeyRecord,
+    MonitorRecord,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -57,13 +67,26 @@ from sipantau_core.ports import (
     Storage,
     StorageTx,
     StoredReport,
+    TokenRecord,
     WriteBatch,
 )
 from sipantau_core.quickcount import ProgressCount, SampleDraw, TpsResult, progress_count
 from sipantau_core.rules import RuleRegistry, Verdict, Violation, default_registry
+from sipantau_core.sealing import Sealer, key_from_settings
+from sipantau_core.signing import (
+    DeviceKey,
+    PublicKey,
+    SignatureError,
+    SignedReport,
+    hash_token,
+    new_token,
+    parse_signed,
+    verify_report,
+)
 from sipantau_core.wire import canonical_bytes, parse_report
 
 __all__ = [
+    "AuditLog",
     "BulkResult",
     "Desk",
     "IncidentView",
@@ -282,12 +305,91 @@ class _Prepared:
     station: PollingStation
 
 
+def _visible(principal: Principal, record: AuditRecord) -> bool:
+    """An audit entry is shown to a principal whose scope covers what it is about."""
+    if principal.scope is None:
+        return True
+    if not record.region:
+        return False
+    where: Target = (
+        StationCode.parse(record.region)
+        if len(record.region) == 13 and "." not in record.region
+        else RegionCode.parse(record.region)
+    )
+    return principal.covers(where)
+
+
 def _not_found(report_id: UUID) -> UnknownEntityError:
     return UnknownEntityError(
         f"no report {report_id} at this desk",
         code="report.not_found",
         message_id=f"laporan {report_id} tidak ditemukan",
     )
+
+
+Submission = Report | SignedReport | bytes | str | Mapping[str, Any]
+
+
+def _desk_key_from_settings(settings: Mapping[str, Any]) -> DeviceKey | None:
+    name = settings.get("desk_key_env")
+    if not name:
+        return None
+    value = os.environ.get(str(name))
+    if not value:
+        raise SipantauError(
+            f"the environment variable {name} (settings.desk_key_env) is not set",
+            code="audit.key_missing",
+        )
+    try:
+        seed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        return DeviceKey.from_seed(seed)
+    except (binascii.Error, ValueError):
+        raise SipantauError(
+            f"{name} must hold a 32-byte Ed25519 seed in base64url", code="audit.key_invalid"
+        ) from None
+
+
+class AuditLog:
+    """``desk.audit``: the tamper-evident record of who did what."""
+
+    def __init__(self, desk: Desk, key: DeviceKey | None):
+        self._desk = desk
+        self._key = key
+
+    @property
+    def public_key(self) -> PublicKey | None:
+        """The key that signs checkpoints (hand it to whoever keeps them)."""
+        return self._key.public_key if self._key is not None else None
+
+    def entries(self) -> list[AuditRecord]:
+        """The whole log, in order (for verification; use ``desk.history`` to read it
+        as a principal)."""
+        with self._desk.storage.transaction() as tx:
+            return tx.audit()
+
+    def verify(self, checkpoint: Checkpoint | None = None) -> ChainReport:
+        """Recompute the hash chain; with ``checkpoint``, also check that the log still
+        extends it. The report names the first bad entry."""
+        entries = self.entries()
+        if checkpoint is None:
+            return verify_chain(entries)
+        if self._key is None:
+            raise SipantauError(
+                "this desk has no signing key to check checkpoints with", code="audit.no_key"
+            )
+        return verify_extends(entries, checkpoint, self._key.public_key)
+
+    def checkpoint(self) -> Checkpoint:
+        """A signed statement of the log's head (sequence, hash, time)."""
+        if self._key is None:
+            raise SipantauError(
+                "this desk has no signing key: set [settings] desk_key_env or pass desk_key "
+                "to Desk.open",
+                code="audit.no_key",
+            )
+        with self._desk.storage.transaction() as tx:
+            seq, link = tx.audit_head()
+        return Checkpoint.sign(seq, link, self._desk.clock(), self._key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,6 +409,8 @@ class Desk:
         rules: RuleRegistry,
         incident_categories: IncidentCatalogue,
         clock: Clock = _utcnow,
+        desk_key: DeviceKey | None = None,
+        sealer: Sealer | None = None,
     ):
         self.deployment = deployment
         self.storage = storage
@@ -315,6 +419,11 @@ class Desk:
         self.incident_categories = incident_categories
         self.clock = clock
         self._region_cache: dict[StationCode, tuple[str, ...]] = {}
+        self._sealer = sealer
+        settings = deployment.settings
+        self.require_signatures = bool(settings.get("require_signatures", False))
+        self.signature_window = timedelta(hours=float(settings.get("signature_window_hours", 24)))
+        self.audit = AuditLog(self, desk_key)
 
     @classmethod
     def open(
@@ -325,11 +434,17 @@ class Desk:
         *,
         autoload: bool | None = None,
         clock: Clock | None = None,
+        desk_key: DeviceKey | None = None,
     ) -> Desk:
         """Build a running desk: load the deployment (a directory or a ``Deployment``),
         the plugins (entry points, then ``plugins``), the storage for the URL (or a
         ready :class:`~sipantau_core.ports.Storage`), the rules (built-ins plus rule
-        packs) and the incident catalogue (defaults, deployment, plugins)."""
+        packs) and the incident catalogue (defaults, deployment, plugins).
+
+        Security settings come from the deployment's ``[settings]``:
+        ``personal_data_key_env`` (monitors' personal data sealed at rest),
+        ``desk_key_env`` (the Ed25519 seed that signs audit checkpoints; or ``desk_key``
+        here), ``require_signatures`` and ``signature_window_hours``."""
         dep = deployment if isinstance(deployment, Deployment) else Deployment.load(deployment)
         pm = Plugins.load(plugins, autoload=autoload)
         rules = default_registry()
@@ -342,9 +457,18 @@ class Desk:
         except ValueError as e:
             raise PluginError(str(e), code="plugin.conflict") from e
         store = storage if not isinstance(storage, str) else pm.make_storage(storage, dep)
+        seal_key = key_from_settings(dep.settings)
         desk = cls(
-            dep, store, pm, rules=rules, incident_categories=catalogue, clock=clock or _utcnow
+            dep,
+            store,
+            pm,
+            rules=rules,
+            incident_categories=catalogue,
+            clock=clock or _utcnow,
+            desk_key=desk_key or _desk_key_from_settings(dep.settings),
+            sealer=Sealer(seal_key) if seal_key is not None else None,
         )
+        desk._enrol_deployment_monitors()
         pm.desk_opened(desk)
         return desk
 
@@ -359,9 +483,7 @@ class Desk:
 
     # -- submitting --------------------------------------------------------------------------
 
-    def submit(
-        self, report: Report | bytes | str | Mapping[str, Any], *, principal: Principal
-    ) -> Receipt:
+    def submit(self, report: Submission, *, principal: Principal) -> Receipt:
         """Check, store and count one report in one transaction.
 
         Raises :class:`PermissionDenied`, :class:`UnknownEntityError`,
@@ -374,34 +496,122 @@ class Desk:
             raise item
         return item
 
-    def submit_many(
-        self, reports: Iterable[Report | bytes | str | Mapping[str, Any]], *, principal: Principal
-    ) -> BulkResult:
+    def submit_many(self, reports: Iterable[Submission], *, principal: Principal) -> BulkResult:
         """The bulk path: the same checks and the same results as submitting the reports
         one by one, in order, but in one transaction."""
         now = self.clock()
+        submissions = [self._read_submission(raw) for raw in reports]
+        key_ids = {x.signature.key_id for x in submissions if isinstance(x, SignedReport)}
+        keys: dict[str, DeviceKeyRecord] = {}
+        if key_ids:
+            with self.storage.transaction() as tx:
+                keys = {k.key_id: k for k in tx.device_keys(key_ids=key_ids)}
         prepared: list[_Prepared | SipantauError] = []
         denied: list[AuditRecord] = []
-        for raw in reports:
+        for item in submissions:
             try:
-                prepared.append(self._prepare(raw, principal))
+                if isinstance(item, SipantauError):
+                    raise item
+                prepared.append(self._prepare(item, principal, keys, now))
             except SipantauError as e:
                 prepared.append(e)
-                if isinstance(e, PermissionDenied):
+                if isinstance(e, PermissionDenied | SignatureError):
+                    where = (
+                        item.report.station
+                        if isinstance(item, SignedReport)
+                        else (
+                            item.station
+                            if isinstance(item, TallyReport | SituationReport)
+                            else None
+                        )
+                    )
                     denied.append(
-                        self._audit_entry(principal, "submit", "report", f"denied:{e.code}", now)
+                        self._audit_entry(
+                            principal, "submit", "report", f"denied:{e.code}", now, where=where
+                        )
                     )
         items, events = self._store(prepared, principal, now, denied)
         for event in events:
             self.plugins.report_event(self, event)
         return BulkResult(tuple(items))
 
+    @staticmethod
+    def _read_submission(raw: Submission) -> Report | SignedReport | SipantauError:
+        """A report or a signed report from an object, JSON bytes or text, or a mapping;
+        a payload that cannot be read becomes its error (raised for that item alone)."""
+        if isinstance(raw, TallyReport | SituationReport | SignedReport):
+            return raw
+        try:
+            data: Any = raw
+            if isinstance(raw, bytes | bytearray | str):
+                text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+                if '"signature"' not in text:
+                    return parse_report(text)
+                data = json.loads(text)
+            if isinstance(data, Mapping) and "signature" in data:
+                return parse_signed(data)
+            return parse_report(data)
+        except SipantauError as e:
+            return e
+        except (ValueError, RecursionError) as e:
+            return PayloadError([Problem("$", "json.invalid", f"not valid JSON ({e})")])
+
+    def _check_signature(
+        self,
+        item: Report | SignedReport,
+        principal: Principal,
+        keys: Mapping[str, DeviceKeyRecord],
+        now: datetime,
+    ) -> Report:
+        if not isinstance(item, SignedReport):
+            if self.require_signatures and principal.role is Role.MONITOR:
+                raise SignatureError(
+                    "this desk accepts only signed reports from monitors",
+                    code="signature.missing",
+                    message_id="laporan harus ditandatangani dengan kunci perangkat",
+                )
+            return item
+        report = item.report
+        record = keys.get(item.signature.key_id)
+        if record is None:
+            raise SignatureError(
+                f"the key {item.signature.key_id} is not enrolled at this desk",
+                code="signature.unknown_key",
+                message_id="kunci perangkat belum terdaftar di desk",
+            )
+        if record.revoked_at is not None and record.revoked_at <= now:
+            raise SignatureError(
+                f"the key {record.key_id} was revoked",
+                code="signature.revoked_key",
+                message_id="kunci perangkat sudah dicabut",
+            )
+        if record.monitor != report.monitor:
+            raise SignatureError(
+                f"the key {record.key_id} belongs to another monitor than {report.monitor!r}",
+                code="signature.wrong_monitor",
+                message_id="kunci perangkat milik pemantau lain",
+            )
+        verify_report(item, PublicKey(record.public_key))
+        if abs(report.observed_at - now) > self.signature_window:
+            raise SignatureError(
+                f"the report was observed at {report.observed_at.isoformat()}, outside the "
+                f"accepted window of {self.signature_window} around the desk's clock",
+                code="signature.replay",
+                message_id="waktu laporan di luar rentang yang diterima (kemungkinan ulangan)",
+            )
+        return report
+
     def _prepare(
-        self, raw: Report | bytes | str | Mapping[str, Any], principal: Principal
+        self,
+        item: Report | SignedReport,
+        principal: Principal,
+        keys: Mapping[str, DeviceKeyRecord],
+        now: datetime,
     ) -> _Prepared:
-        report = raw if isinstance(raw, TallyReport | SituationReport) else parse_report(raw)
+        report = item.report if isinstance(item, SignedReport) else item
         station = self.deployment.stations.get(report.station)
         self._check_submitter(report, principal)
+        report = self._check_signature(item, principal, keys, now)
         if station is None:
             raise UnknownEntityError(
                 f"TPS {report.station.label} is not in the deployment {self.deployment.id}",
@@ -492,12 +702,11 @@ class Desk:
                 with self.storage.transaction() as tx:
                     items, events, batch = self._plan(tx, prepared, principal, now)
                     batch.audit[:0] = denied
-                    if batch:
-                        tx.write(batch)
+                    self._commit(tx, batch)
                 return items, events
-            except ConflictError:
+            except ConflictError as e:
                 # A concurrent writer stored the same report or version first: read again.
-                if attempt == MAX_RETRIES - 1:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -645,7 +854,14 @@ class Desk:
         known[stored.report_id] = stored
         heads[chain_id] = stored
         batch.audit.append(
-            self._audit_entry(principal, "submit", f"report:{report.report_id}", status.value, now)
+            self._audit_entry(
+                principal,
+                "submit",
+                f"report:{report.report_id}",
+                status.value,
+                now,
+                where=report.station,
+            )
         )
         receipt = self._receipt(stored)
         kind_of_event = (
@@ -700,8 +916,20 @@ class Desk:
         )
 
     def _audit_entry(
-        self, principal: Principal, action: str, obj: str, outcome: str, at: datetime | None = None
+        self,
+        principal: Principal,
+        action: str,
+        obj: str,
+        outcome: str,
+        at: datetime | None = None,
+        *,
+        where: Target | None = None,
     ) -> AuditRecord:
+        region = (
+            ""
+            if where is None
+            else (where.compact if isinstance(where, StationCode) else where.value)
+        )
         return AuditRecord(
             at=at or self.clock(),
             principal=principal.id,
@@ -709,6 +937,7 @@ class Desk:
             action=action,
             object=obj,
             outcome=outcome,
+            region=region,
         )
 
     def _guard(
@@ -719,17 +948,245 @@ class Desk:
         *,
         what: str,
         released: bool = False,
+        where: Target | None = None,
     ) -> None:
-        """Authorize, recording a refusal in the audit log before raising it."""
+        """Authorize, recording a refusal in the audit log before raising it (about
+        ``where``, by default the target)."""
         try:
             authorize(principal, action, target, released=released)
         except PermissionDenied as e:
-            self._write_audit(self._audit_entry(principal, action.value, what, f"denied:{e.code}"))
+            about = where if where is not None else target
+            self._write_audit(
+                self._audit_entry(principal, action.value, what, f"denied:{e.code}", where=about)
+            )
             raise
 
+    @staticmethod
+    def _commit(tx: StorageTx, batch: WriteBatch) -> None:
+        """Write ``batch``, numbering and chaining its audit entries after the log's head
+        (locked, so the chain has one writer at a time)."""
+        if batch.audit:
+            batch.audit = chain(tx.audit_head(lock=True), batch.audit)
+        if batch:
+            tx.write(batch)
+
     def _write_audit(self, *entries: AuditRecord) -> None:
+        self._write(WriteBatch(audit=list(entries)))
+
+    def _write(self, batch: WriteBatch) -> None:
+        """Write a batch in a transaction of its own (retried when it loses a race)."""
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    self._commit(tx, attrs.evolve(batch, audit=list(batch.audit)))
+                return
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+
+    # -- monitors, device keys and staff tokens -----------------------------------------------
+
+    def _enrol_deployment_monitors(self) -> None:
+        """Store the deployment's monitors at the desk (personal data sealed when a key is
+        configured) if they are not stored yet."""
         with self.storage.transaction() as tx:
-            tx.write(WriteBatch(audit=list(entries)))
+            known = set(tx.monitors())
+        missing = [m for m in self.deployment.monitors.values() if m.id not in known]
+        if not missing:
+            return
+        now = self.clock()
+        system = Principal(id="system", role=Role.SYSTEM)
+        records = [
+            self._monitor_record(m.id, m.station, m.personal, "system", now) for m in missing
+        ]
+        entry = self._audit_entry(
+            system,
+            "enrol_monitors",
+            f"monitors:{len(records)}",
+            "ok",
+            now,
+            where=self.deployment.region,
+        )
+        self._write(WriteBatch(monitors=records, audit=[entry]))
+
+    def _monitor_record(
+        self,
+        monitor_id: str,
+        station: StationCode,
+        personal: PersonalData | None,
+        by: str,
+        at: datetime,
+    ) -> MonitorRecord:
+        def seal(field: str) -> bytes | None:
+            if personal is None or self._sealer is None:
+                return None
+            value: Sensitive = getattr(personal, field)
+            return self._sealer.seal(value.reveal(), table="monitors", row=monitor_id, field=field)
+
+        return MonitorRecord(
+            id=monitor_id,
+            station=station.compact,
+            name=seal("name"),
+            phone=seal("phone"),
+            national_id=seal("national_id"),
+            enrolled_by=by,
+            enrolled_at=at,
+        )
+
+    def _personal(self, monitor_id: str) -> PersonalData | None:
+        if self._sealer is None:
+            return None
+        with self.storage.transaction() as tx:
+            record = tx.monitors([monitor_id]).get(monitor_id)
+        if record is None or record.name is None or record.phone is None:
+            return None
+        opened = {
+            field: self._sealer.open(value, table="monitors", row=monitor_id, field=field)
+            for field, value in (
+                ("name", record.name),
+                ("phone", record.phone),
+                ("national_id", record.national_id),
+            )
+            if value is not None
+        }
+        return PersonalData(**opened)
+
+    def enrol_device(
+        self, monitor_id: str, public_key: PublicKey, *, principal: Principal
+    ) -> DeviceKeyRecord:
+        """Register a monitor's device key (officers and coordinators, within their
+        region). Reports signed with it are then accepted for that monitor."""
+        monitor = self._monitor(monitor_id)
+        self._guard(principal, Action.ENROL, monitor.station, what=f"monitor:{monitor_id}")
+        now = self.clock()
+        record = DeviceKeyRecord(public_key.key_id, monitor_id, public_key.raw, principal.id, now)
+        with self.storage.transaction() as tx:
+            existing = tx.device_keys(key_ids=[public_key.key_id])
+        if existing and existing[0].monitor != monitor_id:
+            raise ConflictError(
+                f"the key {public_key.key_id} is enrolled for another monitor",
+                code="key.taken",
+                message_id="kunci perangkat sudah terdaftar untuk pemantau lain",
+            )
+        entry = self._audit_entry(
+            principal, "enrol_device", f"key:{public_key.key_id}", "ok", now, where=monitor.station
+        )
+        self._write(WriteBatch(device_keys=[record], audit=[entry]))
+        return record
+
+    def revoke_device(self, key_id: str, *, principal: Principal) -> DeviceKeyRecord:
+        """Revoke a device key: reports signed with it are refused from now on."""
+        with self.storage.transaction() as tx:
+            found = tx.device_keys(key_ids=[key_id])
+        if not found:
+            raise UnknownEntityError(f"no device key {key_id}", code="key.not_found")
+        record = found[0]
+        monitor = self._monitor(record.monitor)
+        self._guard(principal, Action.ENROL, monitor.station, what=f"key:{key_id}")
+        now = self.clock()
+        revoked = attrs.evolve(record, revoked_at=now, revoked_by=principal.id)
+        entry = self._audit_entry(
+            principal, "revoke_device", f"key:{key_id}", "ok", now, where=monitor.station
+        )
+        self._write(WriteBatch(device_keys=[revoked], audit=[entry]))
+        return revoked
+
+    def rotate_device(
+        self, monitor_id: str, public_key: PublicKey, *, principal: Principal
+    ) -> DeviceKeyRecord:
+        """Enrol a new key for a monitor and revoke its other keys, in one transaction."""
+        monitor = self._monitor(monitor_id)
+        self._guard(principal, Action.ENROL, monitor.station, what=f"monitor:{monitor_id}")
+        now = self.clock()
+        with self.storage.transaction() as tx:
+            old = [k for k in tx.device_keys(monitor=monitor_id) if k.revoked_at is None]
+        revoked = [
+            attrs.evolve(k, revoked_at=now, revoked_by=principal.id)
+            for k in old
+            if k.key_id != public_key.key_id
+        ]
+        record = DeviceKeyRecord(public_key.key_id, monitor_id, public_key.raw, principal.id, now)
+        entry = self._audit_entry(
+            principal,
+            "rotate_device",
+            f"key:{public_key.key_id}",
+            f"revoked:{len(revoked)}",
+            now,
+            where=monitor.station,
+        )
+        self._write(WriteBatch(device_keys=[*revoked, record], audit=[entry]))
+        return record
+
+    def _monitor(self, monitor_id: str) -> Monitor:
+        monitor = self.deployment.monitors.get(monitor_id)
+        if monitor is None:
+            raise UnknownEntityError(
+                f"monitor {monitor_id!r} is not in the deployment", code="report.unknown_monitor"
+            )
+        return monitor
+
+    def issue_token(self, holder: Principal, *, principal: Principal) -> str:
+        """A new token for a desk staff member ``holder``; the desk keeps only its hash.
+        Coordinators issue tokens for principals within their region; the system for all."""
+        if principal.role not in (Role.COORDINATOR, Role.SYSTEM) or holder.role is Role.MONITOR:
+            self._write_audit(
+                self._audit_entry(
+                    principal, "issue_token", f"principal:{holder.id}", "denied:access.role"
+                )
+            )
+            raise PermissionDenied(
+                f"{principal.role.value} {principal.id!r} may not issue a token for "
+                f"{holder.role.value} {holder.id!r}",
+                code="access.role",
+            )
+        target = holder.scope if holder.scope is not None else None
+        if target is not None:
+            self._guard(principal, Action.ENROL, target, what=f"principal:{holder.id}")
+        elif principal.scope is not None:
+            self._guard(principal, Action.ENROL, None, what=f"principal:{holder.id}")
+        token = new_token()
+        now = self.clock()
+        scope = "" if holder.scope is None else str(holder.scope)
+        record = TokenRecord(
+            hash_token(token), holder.id, holder.role.value, scope, principal.id, now
+        )
+        entry = self._audit_entry(
+            principal,
+            "issue_token",
+            f"principal:{holder.id}",
+            "ok",
+            now,
+            where=holder.scope if isinstance(holder.scope, RegionCode) else None,
+        )
+        self._write(WriteBatch(tokens=[record], audit=[entry]))
+        return token
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal a staff token stands for; ``PermissionDenied`` (``access.bad_token``)
+        when the token is unknown or revoked."""
+        with self.storage.transaction() as tx:
+            record = tx.token(hash_token(token)) if token else None
+        if record is None or record.revoked_at is not None:
+            raise PermissionDenied(
+                "unknown or revoked token",
+                code="access.bad_token",
+                message_id="token tidak dikenal atau sudah dicabut",
+            )
+        return Principal(id=record.principal, role=record.role, scope=record.scope or None)
+
+    def revoke_token(self, token: str, *, principal: Principal) -> None:
+        """Revoke a staff token (its holder's coordinator, or the system)."""
+        holder = self.authenticate(token)
+        if principal.role not in (Role.COORDINATOR, Role.SYSTEM):
+            raise PermissionDenied("only coordinators revoke tokens", code="access.role")
+        if holder.scope is not None:
+            self._guard(principal, Action.ENROL, holder.scope, what=f"principal:{holder.id}")
+        with self.storage.transaction() as tx:
+            record = tx.token(hash_token(token))
+        assert record is not None
+        now = self.clock()
+        entry = self._audit_entry(principal, "revoke_token", f"principal:{holder.id}", "ok", now)
+        self._write(WriteBatch(tokens=[attrs.evolve(record, revoked_at=now)], audit=[entry]))
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -826,9 +1283,16 @@ class Desk:
         batch.statuses[report_id] = new_status
         batch.decisions.append(Decision(report_id, action, principal.id, reason.strip(), now))
         batch.audit.append(
-            self._audit_entry(principal, action, f"report:{report_id}", new_status.value, now)
+            self._audit_entry(
+                principal,
+                action,
+                f"report:{report_id}",
+                new_status.value,
+                now,
+                where=StationCode.parse(stored.station),
+            )
         )
-        tx.write(batch)
+        self._commit(tx, batch)
         decided: ReceiptStatus = "overridden" if action == "override" else "rejected"
         return attrs.evolve(self._receipt(stored), status=decided)
 
@@ -843,13 +1307,12 @@ class Desk:
             self._contest(contest)
         self._guard(principal, Action.RELEASE, code, what=f"region:{code}")
         now = self.clock()
-        with self.storage.transaction() as tx:
-            tx.write(
-                WriteBatch(
-                    releases=[ReleaseRecord(code.value, contest, principal.id, now)],
-                    audit=[self._audit_entry(principal, "release", f"region:{code}", "ok", now)],
-                )
+        entry = self._audit_entry(principal, "release", f"region:{code}", "ok", now, where=code)
+        self._write(
+            WriteBatch(
+                releases=[ReleaseRecord(code.value, contest, principal.id, now)], audit=[entry]
             )
+        )
         self.plugins.region_released(self, RegionEvent(code.value, contest, principal, now))
 
     def is_released(self, region: RegionCode | str, contest: str) -> bool:
@@ -938,15 +1401,11 @@ class Desk:
                 counters = dict(state.counted.counters) if state.counted else {}
             else:
                 counters = tx.aggregates(contest_id, key)
-            tx.write(
-                WriteBatch(
-                    audit=[
-                        self._audit_entry(
-                            principal, "read_tally", f"tally:{contest_id}:{key}", "ok"
-                        )
-                    ]
-                )
+        self._write_audit(
+            self._audit_entry(
+                principal, "read_tally", f"tally:{contest_id}:{key}", "ok", where=target
             )
+        )
         expected = self._expected.get(key, (0, 0))
         return Tally(
             region=key,
@@ -973,7 +1432,7 @@ class Desk:
         self._guard(principal, action, target, what=what)
         with self.storage.transaction() as tx:
             found = tx.reports(query)
-            tx.write(WriteBatch(audit=[self._audit_entry(principal, action.value, what, "ok")]))
+        self._write_audit(self._audit_entry(principal, action.value, what, "ok", where=target))
         return found
 
     def _prefix(self, where: RegionCode | StationCode | str) -> str:
@@ -1114,7 +1573,7 @@ class Desk:
         keys = [(contest_id, s.code.compact) for s in stations]
         with self.storage.transaction() as tx:
             states = tx.station_states(keys) if keys else {}
-            tx.write(WriteBatch(audit=[self._audit_entry(principal, "read_tally", what, "ok")]))
+        self._write_audit(self._audit_entry(principal, "read_tally", what, "ok", where=target))
         options = self.deployment.contests[contest_id].options
         reported = [
             TpsResult(
@@ -1133,7 +1592,13 @@ class Desk:
         """Record a drawn quick-count sample's digest in the audit log before election
         day, so nobody can choose the sample after seeing results."""
         self._guard(principal, Action.RELEASE, self.deployment.region, what="sample")
-        entry = self._audit_entry(principal, "commit_sample", f"sample:{sample.digest}", "ok")
+        entry = self._audit_entry(
+            principal,
+            "commit_sample",
+            f"sample:{sample.digest}",
+            "ok",
+            where=self.deployment.region,
+        )
         self._write_audit(entry)
         return entry
 
@@ -1164,11 +1629,12 @@ class Desk:
     ) -> list[AuditRecord]:
         """The record of who did what (for auditors): actions and objects, never figures."""
         scope = principal.scope if isinstance(principal.scope, RegionCode) else None
-        self._guard(principal, Action.READ_AUDIT, scope, what="audit")
+        self._guard(principal, Action.READ_AUDIT, scope, what="audit", where=principal.scope)
         with self.storage.transaction() as tx:
-            found = tx.audit(after=after, limit=limit)
-            tx.write(WriteBatch(audit=[self._audit_entry(principal, "read_audit", "audit", "ok")]))
-        return found
+            found = tx.audit(after=after, limit=None)
+        self._write_audit(self._audit_entry(principal, "read_audit", "audit", "ok", where=scope))
+        visible = [e for e in found if _visible(principal, e)]
+        return visible[:limit] if limit is not None else visible
 
     def personal_data(self, monitor_id: str, *, principal: Principal) -> PersonalData | None:
         """A monitor's personal data (coordinators only, within their region)."""
@@ -1179,6 +1645,8 @@ class Desk:
             )
         self._guard(principal, Action.READ_PERSONAL, monitor.station, what=f"monitor:{monitor_id}")
         self._write_audit(
-            self._audit_entry(principal, "read_personal", f"monitor:{monitor_id}", "ok")
+            self._audit_entry(
+                principal, "read_personal", f"monitor:{monitor_id}", "ok", where=monitor.station
+            )
         )
-        return monitor.personal
+        return self._personal(monitor_id) or monitor.personal

@@ -27,6 +27,8 @@ __all__ = [
     "AuditRecord",
     "CountedTally",
     "Decision",
+    "DeviceKeyRecord",
+    "MonitorRecord",
     "ReleaseRecord",
     "ReportFilter",
     "ReportStatus",
@@ -35,6 +37,7 @@ __all__ = [
     "Storage",
     "StorageTx",
     "StoredReport",
+    "TokenRecord",
     "WriteBatch",
 ]
 
@@ -118,7 +121,11 @@ class ReleaseRecord:
 
 @attrs.frozen
 class AuditRecord:
-    """One entry of the record of who did what. ``seq`` is assigned by the storage."""
+    """One entry of the record of who did what: never personal data or figures.
+
+    ``seq`` and ``link`` (the hash chain, see :mod:`sipantau_core.audit`) are assigned by
+    the desk just before the write, after :meth:`StorageTx.audit_head`; ``region`` is the
+    region or TPS the entry is about ("" when none), so auditors see their region's."""
 
     at: datetime
     principal: str
@@ -128,6 +135,48 @@ class AuditRecord:
     outcome: str
     seq: int = 0
     detail: str = ""
+    region: str = ""
+    link: str = ""
+
+
+@attrs.frozen
+class DeviceKeyRecord:
+    """A monitor's enrolled device key (Ed25519 public key, 32 bytes)."""
+
+    key_id: str
+    monitor: str
+    public_key: bytes
+    enrolled_by: str
+    enrolled_at: datetime
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
+@attrs.frozen
+class TokenRecord:
+    """A desk staff token, stored only as its hash, with the principal it stands for."""
+
+    token_hash: str
+    principal: str
+    role: str
+    scope: str  # "" for no scope (system)
+    issued_by: str
+    issued_at: datetime
+    revoked_at: datetime | None = None
+
+
+@attrs.frozen
+class MonitorRecord:
+    """A monitor enrolled at the desk; personal data sealed (AES-GCM, bound to the row and
+    field, see :mod:`sipantau_core.sealing`), ``None`` where not given."""
+
+    id: str
+    station: str
+    name: bytes | None
+    phone: bytes | None
+    national_id: bytes | None
+    enrolled_by: str
+    enrolled_at: datetime
 
 
 @attrs.define
@@ -141,6 +190,9 @@ class WriteBatch:
     decisions: list[Decision] = attrs.field(factory=list)
     releases: list[ReleaseRecord] = attrs.field(factory=list)
     audit: list[AuditRecord] = attrs.field(factory=list)
+    device_keys: list[DeviceKeyRecord] = attrs.field(factory=list)
+    tokens: list[TokenRecord] = attrs.field(factory=list)
+    monitors: list[MonitorRecord] = attrs.field(factory=list)
 
     def add(self, key: AggregateKey, delta: int) -> None:
         if delta:
@@ -211,14 +263,37 @@ class StorageTx(abc.ABC):
     def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         """Audit entries with ``seq > after``, in order."""
 
+    @abc.abstractmethod
+    def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
+        """The last audit entry's ``(seq, link)``, or ``(0, GENESIS)`` when the log is
+        empty. With ``lock``, concurrent transactions that lock the head wait for this
+        one (so the chain has one writer at a time)."""
+
+    @abc.abstractmethod
+    def device_keys(
+        self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None
+    ) -> list[DeviceKeyRecord]:
+        """Enrolled device keys (revoked ones too), by key id and/or monitor."""
+
+    @abc.abstractmethod
+    def token(self, token_hash: str) -> TokenRecord | None:
+        """The staff token stored under ``token_hash``."""
+
+    @abc.abstractmethod
+    def monitors(self, ids: Iterable[str] | None = None) -> dict[str, MonitorRecord]:
+        """Enrolled monitors (all, or those in ``ids``)."""
+
     # -- the write -----------------------------------------------------------------------
 
     @abc.abstractmethod
     def write(self, batch: WriteBatch) -> None:
         """Apply ``batch``: insert reports (a duplicate report id or (chain, version)
-        raises :class:`~sipantau_core.errors.ConflictError` and the transaction must be
-        abandoned), set statuses, replace station states, add the aggregate deltas,
-        append decisions, releases and audit entries (assigning ``seq``)."""
+        raises :class:`~sipantau_core.errors.ConflictError` with code ``storage.race``
+        and the transaction must be abandoned), set statuses, replace station states,
+        add the aggregate deltas, append decisions, releases and audit entries (with the
+        ``seq`` and ``link`` they carry: a ``seq`` taken already is a ``storage.race``
+        too), and insert or replace device keys (by key id), tokens (by hash) and
+        monitors (by id)."""
 
 
 class Storage(abc.ABC):

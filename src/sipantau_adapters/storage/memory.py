@@ -14,10 +14,13 @@ from uuid import UUID
 
 import attrs
 
+from sipantau_core.audit import GENESIS
 from sipantau_core.errors import ConflictError
 from sipantau_core.ports import (
     AuditRecord,
     Decision,
+    DeviceKeyRecord,
+    MonitorRecord,
     ReleaseRecord,
     ReportFilter,
     StationKey,
@@ -25,6 +28,7 @@ from sipantau_core.ports import (
     Storage,
     StorageTx,
     StoredReport,
+    TokenRecord,
     WriteBatch,
 )
 
@@ -40,6 +44,9 @@ class _State:
         self.decisions: list[Decision] = []
         self.releases: list[ReleaseRecord] = []
         self.audit: list[AuditRecord] = []
+        self.device_keys: dict[str, DeviceKeyRecord] = {}
+        self.tokens: dict[str, TokenRecord] = {}
+        self.monitors: dict[str, MonitorRecord] = {}
 
 
 class _MemoryTx(StorageTx):
@@ -95,6 +102,30 @@ class _MemoryTx(StorageTx):
         found = [a for a in self._s.audit if a.seq > after]
         return found[:limit] if limit is not None else found
 
+    def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
+        if not self._s.audit:
+            return (0, GENESIS)
+        last = self._s.audit[-1]
+        return (last.seq, last.link)
+
+    def device_keys(
+        self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None
+    ) -> list[DeviceKeyRecord]:
+        wanted = set(key_ids) if key_ids is not None else None
+        return [
+            k
+            for k in self._s.device_keys.values()
+            if (wanted is None or k.key_id in wanted) and (monitor is None or k.monitor == monitor)
+        ]
+
+    def token(self, token_hash: str) -> TokenRecord | None:
+        return self._s.tokens.get(token_hash)
+
+    def monitors(self, ids: Iterable[str] | None = None) -> dict[str, MonitorRecord]:
+        if ids is None:
+            return dict(self._s.monitors)
+        return {i: self._s.monitors[i] for i in ids if i in self._s.monitors}
+
     def write(self, batch: WriteBatch) -> None:
         s = self._s
         # Check every constraint before changing anything.
@@ -112,6 +143,14 @@ class _MemoryTx(StorageTx):
         for report_id in batch.statuses:
             if report_id not in s.reports and report_id not in new_ids:
                 raise ConflictError(f"no report {report_id} to update", code="storage.integrity")
+        expected = s.audit[-1].seq + 1 if s.audit else 1
+        for entry in batch.audit:
+            if entry.seq != expected:
+                raise ConflictError(
+                    f"audit entry {entry.seq} does not follow the head {expected - 1}",
+                    code="storage.race",
+                )
+            expected += 1
         undo = self.undo
         for r in batch.reports:
             s.reports[r.report_id] = r
@@ -132,12 +171,17 @@ class _MemoryTx(StorageTx):
         s.decisions.extend(batch.decisions)
         undo.append(partial(_truncate, s.releases, len(s.releases)))
         s.releases.extend(batch.releases)
-        n_audit = len(s.audit)
-        seq = s.audit[-1].seq if s.audit else 0
-        for entry in batch.audit:
-            seq += 1
-            s.audit.append(attrs.evolve(entry, seq=seq))
-        undo.append(partial(_truncate, s.audit, n_audit))
+        undo.append(partial(_truncate, s.audit, len(s.audit)))
+        s.audit.extend(batch.audit)
+        _upsert(undo, s.device_keys, {k.key_id: k for k in batch.device_keys})
+        _upsert(undo, s.tokens, {t.token_hash: t for t in batch.tokens})
+        _upsert(undo, s.monitors, {m.id: m for m in batch.monitors})
+
+
+def _upsert(undo: list[Callable[[], None]], table: dict[str, Any], records: dict[str, Any]) -> None:
+    for name, record in records.items():
+        undo.append(partial(_restore_any, table, name, table.get(name)))
+        table[name] = record
 
 
 def _add(counters: dict[str, int], name: str, delta: int) -> None:
@@ -159,6 +203,13 @@ def _remove_report(s: _State, r: StoredReport) -> None:
     s.chains.get(r.chain_id, {}).pop(r.version, None)
     if not s.chains.get(r.chain_id):
         s.chains.pop(r.chain_id, None)
+
+
+def _restore_any(table: dict[str, Any], key: str, previous: Any) -> None:
+    if previous is None:
+        table.pop(key, None)
+    else:
+        table[key] = previous
 
 
 def _restore(

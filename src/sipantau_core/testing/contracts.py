@@ -50,10 +50,14 @@ from sipantau_core.domain import (
     VoterCounts,
 )
 from sipantau_core.errors import ConflictError, PermissionDenied, UnknownEntityError
+from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.ports import (
     AuditRecord,
     CountedTally,
     Decision,
+    DeviceKeyRecord,
+    MonitorRecord,
+    TokenRecord,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -153,7 +157,9 @@ class StorageContract:
                 WriteBatch(
                     reports=[other, again],
                     aggregates={("walikota", "16.73", "total"): 5},
-                    audit=[AuditRecord(T0, "p", "system", "submit", "x", "ok")],
+                    audit=chain(
+                        (0, GENESIS), [AuditRecord(T0, "p", "system", "submit", "x", "ok")]
+                    ),
                 )
             )
         with storage.transaction() as tx:
@@ -272,11 +278,18 @@ class StorageContract:
         report = _stored()
         decision = Decision(report.report_id, "reject", "officer-1", "foto C1 tidak jelas", T0)
         release = ReleaseRecord("16.73", None, "coord", T0)
-        entries = [AuditRecord(T0, f"p{i}", "system", "submit", f"obj{i}", "ok") for i in range(3)]
+        entries = [
+            AuditRecord(T0, f"p{i}", "system", "submit", f"obj{i}", "ok", region="16.73")
+            for i in range(3)
+        ]
         with storage.transaction() as tx:
-            tx.write(WriteBatch(reports=[report], decisions=[decision], audit=entries[:2]))
+            assert tx.audit_head(lock=True) == (0, GENESIS)
+            first = chain((0, GENESIS), entries[:2])
+            tx.write(WriteBatch(reports=[report], decisions=[decision], audit=first))
         with storage.transaction() as tx:
-            tx.write(WriteBatch(releases=[release], audit=entries[2:]))
+            head = tx.audit_head(lock=True)
+            assert head == (2, first[-1].link)
+            tx.write(WriteBatch(releases=[release], audit=chain(head, entries[2:])))
         with storage.transaction() as tx:
             assert tx.decisions(report.report_id) == [decision]
             assert tx.decisions() == [decision]
@@ -284,12 +297,45 @@ class StorageContract:
             assert tx.releases() == [release]
             log = tx.audit()
             assert [e.principal for e in log] == ["p0", "p1", "p2"]
-            seqs = [e.seq for e in log]
-            assert seqs == sorted(seqs)
-            assert len(set(seqs)) == 3
-            assert all(s > 0 for s in seqs)
-            assert tx.audit(after=seqs[0]) == log[1:]
+            assert [e.seq for e in log] == [1, 2, 3]
+            assert all(e.region == "16.73" for e in log)
+            assert verify_chain(log).ok
+            assert tx.audit_head() == (3, log[-1].link)
+            assert tx.audit(after=1) == log[1:]
             assert tx.audit(limit=1) == log[:1]
+
+    def test_an_audit_sequence_taken_already_is_a_race(self, storage: Storage) -> None:
+        entry = AuditRecord(T0, "p", "system", "submit", "x", "ok")
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(audit=chain((0, GENESIS), [entry])))
+        stale = chain((0, GENESIS), [attrs.evolve(entry, principal="q")])
+        with pytest.raises(ConflictError) as info, storage.transaction() as tx:
+            tx.write(WriteBatch(audit=stale))
+        assert info.value.code == "storage.race"
+        with storage.transaction() as tx:
+            assert [e.principal for e in tx.audit()] == ["p"]
+
+    def test_device_keys_tokens_and_monitors(self, storage: Storage) -> None:
+        key = DeviceKeyRecord("a" * 32, "LLG-0001", bytes(range(32)), "officer-1", T0)
+        other = DeviceKeyRecord("b" * 32, "LLG-0002", bytes(32), "officer-1", T0)
+        token = TokenRecord("c" * 64, "officer-1", "officer", "16.73.01", "coord", T0)
+        monitor = MonitorRecord(
+            "LLG-0001", "1673011001001", b"\x01sealed", None, b"\x00", "sys", T0
+        )
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(device_keys=[key, other], tokens=[token], monitors=[monitor]))
+        revoked = attrs.evolve(key, revoked_at=T0 + timedelta(hours=1), revoked_by="officer-1")
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(device_keys=[revoked]))
+        with storage.transaction() as tx:
+            assert tx.device_keys(key_ids=["a" * 32]) == [revoked]
+            assert tx.device_keys(monitor="LLG-0002") == [other]
+            assert sorted(k.key_id for k in tx.device_keys()) == ["a" * 32, "b" * 32]
+            assert tx.device_keys(key_ids=[]) == []
+            assert tx.token("c" * 64) == token
+            assert tx.token("d" * 64) is None
+            assert tx.monitors() == {"LLG-0001": monitor}
+            assert tx.monitors(["LLG-0001", "LLG-0009"]) == {"LLG-0001": monitor}
 
     def test_data_survives_reopening(self, storage: Storage) -> None:
         if not self.persistent:
