@@ -33,6 +33,7 @@ import attrs
 import pytest
 
 from sipantau_core.access import Principal, Role
+from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk, Receipt
 from sipantau_core.domain import (
@@ -50,20 +51,19 @@ from sipantau_core.domain import (
     VoterCounts,
 )
 from sipantau_core.errors import ConflictError, PermissionDenied, UnknownEntityError
-from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.ports import (
     AuditRecord,
     CountedTally,
     Decision,
     DeviceKeyRecord,
     MonitorRecord,
-    TokenRecord,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
     StationState,
     Storage,
     StoredReport,
+    TokenRecord,
     WriteBatch,
 )
 
