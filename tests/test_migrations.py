@@ -13,22 +13,26 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_adapters.storage.sql import (
     SQLStorage,
+    alembic_config,
     head_revision,
     migration_connection,
     upgrade,
 )
 from sipantau_adapters.storage.sql_models import VERSION_TABLE, metadata
+from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.errors import StorageError
 from sipantau_core.ports import (
     AuditRecord,
     CountedTally,
     Decision,
+    DeviceKeyRecord,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -213,16 +217,145 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
             assert tx.releases() == [ReleaseRecord("16.73", None, "coord", WITA)]
             log = tx.audit()
             assert [e.principal for e in log] == ["p0", "p1", "p2"]
+            assert [e.seq for e in log] == [1, 2, 3]
+            assert verify_chain(log).ok  # chained by the migration
+            assert tx.audit_head() == (3, log[-1].link)
             # and the next writes go on from there
             tx.write(
                 WriteBatch(
                     aggregates={("walikota", "16.73", "total"): 5},
-                    audit=[AuditRecord(WITA, "p3", "system", "submit", "report", "ok")],
+                    audit=chain(
+                        tx.audit_head(lock=True),
+                        [AuditRecord(WITA, "p3", "system", "submit", "report", "ok")],
+                    ),
                 )
             )
         with store.transaction() as tx:
             assert tx.aggregates("walikota", "16.73")["total"] == 310
-            assert [e.seq for e in tx.audit()][-1] > log[-1].seq
+            after = tx.audit()
+            assert after[:3] == log and [e.seq for e in after] == [1, 2, 3, 4]
+            assert verify_chain(after).ok
+    finally:
+        store.close()
+
+
+def _sql_time(conn: sa.Connection, d: datetime) -> Any:
+    if conn.dialect.name == "sqlite":
+        return d.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return d
+
+
+def _write_audit_as_release_0_2(url: str, seqs: list[int | None]) -> None:
+    """Audit entries as the 0.2 adapter wrote them against schema 0002: ``seq`` assigned
+    by the database (``None``), or given (to make the gaps a rolled-back insert leaves)."""
+    with migration_connection(url) as (conn, _):
+        for i, seq in enumerate(seqs):
+            values = {
+                "at": _sql_time(conn, WITA + timedelta(seconds=i, microseconds=7)),
+                "p": f"p{i}",
+                "role": "officer" if i % 2 else "system",
+                "action": "read_tally" if i % 3 else "submit",
+                "object": f"report:{uuid.UUID(int=i)}",
+                "detail": "" if i % 2 else "ulang",
+            }
+            if seq is None:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO audit_log (at, principal, role, action, object, outcome,"
+                        " detail) VALUES (:at, :p, :role, :action, :object, 'ok', :detail)"
+                    ),
+                    values,
+                )
+            else:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO audit_log (seq, at, principal, role, action, object,"
+                        " outcome, detail) VALUES (:seq, :at, :p, :role, :action, :object, 'ok',"
+                        " :detail)"
+                    ),
+                    {**values, "seq": seq},
+                )
+
+
+@pytest.mark.parametrize(
+    ("seqs", "kept"),
+    [
+        pytest.param([None] * 7, True, id="numbered-by-the-database"),
+        pytest.param([1, 2, 5, 6, 9, 20, 21], False, id="with-gaps"),
+    ],
+)
+def test_an_audit_log_of_release_0_2_is_chained_on_opening(
+    db_url: str, seqs: list[int | None], kept: bool
+) -> None:
+    upgrade(db_url, "0002")
+    _write_audit_as_release_0_2(db_url, seqs)
+    with migration_connection(db_url) as (conn, _):
+        before = conn.execute(sa.text("SELECT seq, principal FROM audit_log ORDER BY seq")).all()
+    store = SQLStorage(db_url)
+    try:
+        with store.transaction() as tx:
+            log = tx.audit()
+            report = verify_chain(log)
+            assert report.ok, report.reason
+            # the same entries in the same order; their seq kept when it had no gaps
+            assert [e.principal for e in log] == [p for _, p in before]
+            assert [e.seq for e in log] == list(range(1, len(before) + 1))
+            if kept:
+                assert [e.seq for e in log] == [seq for seq, _ in before]
+            assert [e.detail for e in log][:2] == ["ulang", ""]
+            assert all(e.region == "" for e in log)
+            assert log[1].at == WITA + timedelta(seconds=1, microseconds=7)
+            assert tx.audit_head() == (len(log), log[-1].link) == report.head
+            tx.write(
+                WriteBatch(
+                    audit=chain(
+                        tx.audit_head(lock=True),
+                        [AuditRecord(WITA, "desk", "system", "open", "desk", "ok", region="16")],
+                    )
+                )
+            )
+        with store.transaction() as tx:
+            assert verify_chain(tx.audit()).ok
+            assert tx.audit_head()[0] == len(before) + 1
+    finally:
+        store.close()
+
+
+def test_an_empty_log_gets_the_genesis_head(db_url: str) -> None:
+    upgrade(db_url, "0002")
+    store = SQLStorage(db_url)
+    try:
+        with store.transaction() as tx:
+            assert tx.audit_head() == (0, GENESIS)
+            assert tx.audit() == []
+    finally:
+        store.close()
+
+
+def test_0003_downgrades_to_what_release_0_2_reads_and_writes(db_url: str) -> None:
+    store = SQLStorage(db_url)
+    with store.transaction() as tx:
+        tx.write(
+            WriteBatch(
+                audit=chain((0, GENESIS), [AuditRecord(WITA, "p0", "system", "x", "y", "ok")]),
+                device_keys=[DeviceKeyRecord("k" * 32, "LLG-0001", b"\x01" * 32, "c", WITA)],
+            )
+        )
+    store.close()
+    with migration_connection(db_url) as (conn, schema):
+        command.downgrade(alembic_config(conn, schema), "0002")
+    assert _revision(db_url) == "0002"
+    _write_audit_as_release_0_2(db_url, [None, None])  # the database numbers them again
+    with migration_connection(db_url) as (conn, _):
+        tables = set(sa.inspect(conn).get_table_names())
+        rows = conn.execute(sa.text("SELECT seq, principal FROM audit_log ORDER BY seq")).all()
+    assert not tables & {"audit_head", "device_keys", "staff_tokens", "monitors"}
+    assert [tuple(r) for r in rows] == [(1, "p0"), (2, "p0"), (3, "p1")]
+    store = SQLStorage(db_url)  # and up again
+    try:
+        with store.transaction() as tx:
+            assert verify_chain(tx.audit()).ok
+            assert tx.audit_head()[0] == 3
     finally:
         store.close()
 

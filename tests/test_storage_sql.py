@@ -18,10 +18,12 @@ from typing import Any
 
 import attrs
 import pytest
+import sqlalchemy as sa
 
 from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_adapters.storage.sql import SQLStorage, _region_range, normalize_url
 from sipantau_core.access import Principal, Role
+from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk, Receipt
 from sipantau_core.domain import (
@@ -39,10 +41,13 @@ from sipantau_core.domain import (
 from sipantau_core.errors import ConflictError, SipantauError, StorageError
 from sipantau_core.ports import (
     AuditRecord,
+    DeviceKeyRecord,
+    MonitorRecord,
     ReportFilter,
     ReportStatus,
     Storage,
     StoredReport,
+    TokenRecord,
     WriteBatch,
 )
 from sipantau_core.testing.contracts import DeskContract, StorageContract, _stored
@@ -252,14 +257,206 @@ def test_many_rows_in_one_batch(store: SQLStorage) -> None:
     ]
     audit = [AuditRecord(T0, f"p{i}", "system", "submit", f"o{i}", "ok") for i in range(2500)]
     with store.transaction() as tx:
-        tx.write(WriteBatch(reports=reports, audit=audit))
+        tx.write(WriteBatch(reports=reports, audit=chain(tx.audit_head(lock=True), audit)))
     with store.transaction() as tx:
         assert len(tx.get_reports([r.report_id for r in reports])) == 2500
         assert len(tx.chain_heads([r.chain_id for r in reports])) == 2500
         assert tx.reports(ReportFilter(region="16.73.01.1001")) == reports
         log = tx.audit()
         assert [e.principal for e in log] == [f"p{i}" for i in range(2500)]
-        assert [e.seq for e in log] == sorted({e.seq for e in log})
+        assert [e.seq for e in log] == list(range(1, 2501))
+        assert verify_chain(log).ok
+        assert tx.audit_head() == (2500, log[-1].link)
+
+
+# ---------------------------------------------------------------------------------------
+# The audit chain's head, device keys, tokens and monitors
+# ---------------------------------------------------------------------------------------
+
+
+def _entries(n: int, tag: str = "p") -> list[AuditRecord]:
+    return [
+        AuditRecord(T0 + timedelta(seconds=i), f"{tag}{i}", "system", "submit", f"o{i}", "ok",
+                    region="16.73")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("n", [1, 30])  # PostgreSQL: INSERT, then COPY
+def test_the_audit_chain_is_stored_as_given(store: SQLStorage, n: int) -> None:
+    with store.transaction() as tx:
+        assert tx.audit_head(lock=True) == (0, GENESIS)
+        first = chain((0, GENESIS), _entries(n))
+        tx.write(WriteBatch(audit=first))
+        assert tx.audit_head() == (n, first[-1].link)  # the transaction's own write
+    with store.transaction() as tx:
+        second = chain(tx.audit_head(lock=True), _entries(n, "q"))
+        tx.write(WriteBatch(audit=second, aggregates={("walikota", "16", "total"): 1}))
+    with store.transaction() as tx:
+        log = tx.audit()
+        assert log == first + second  # seq, link and region as given
+        assert verify_chain(log).ok
+        assert tx.audit_head() == (2 * n, second[-1].link)
+        assert tx.audit(after=n, limit=1) == second[:1]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda head: chain((0, GENESIS), _entries(2, "x")), id="seq-taken"),
+        pytest.param(lambda head: chain((head[0] + 1, head[1]), _entries(2, "x")), id="gap"),
+        pytest.param(lambda head: _entries(2, "x"), id="not-numbered"),
+        pytest.param(
+            lambda head: [chain(head, _entries(1, "x"))[0], chain(head, _entries(1, "y"))[0]],
+            id="not-consecutive",
+        ),
+    ],
+)
+def test_audit_entries_that_do_not_follow_the_head_are_a_race(store: SQLStorage, bad: Any) -> None:
+    with store.transaction() as tx:
+        kept = chain(tx.audit_head(lock=True), _entries(3))
+        tx.write(WriteBatch(audit=kept))
+    report = _stored()
+    with store.transaction() as tx:
+        with pytest.raises(ConflictError) as info:
+            tx.write(
+                WriteBatch(
+                    reports=[report],
+                    aggregates={("walikota", "16", "total"): 5},
+                    audit=bad(tx.audit_head(lock=True)),
+                )
+            )
+        assert info.value.code == "storage.race"
+        # nothing of the batch, and the transaction goes on
+        assert tx.get_reports([report.report_id]) == {}
+        assert tx.audit_head() == (3, kept[-1].link)
+        tx.write(WriteBatch(audit=chain(tx.audit_head(lock=True), _entries(1, "z"))))
+    with store.transaction() as tx:
+        log = tx.audit()
+        assert [e.principal for e in log] == ["p0", "p1", "p2", "z0"]
+        assert verify_chain(log).ok
+        assert tx.aggregates("walikota", "16") == {}
+
+
+def test_a_head_row_deleted_by_hand_is_put_back_from_the_log(store: SQLStorage) -> None:
+    with store.transaction() as tx:
+        entries = chain(tx.audit_head(lock=True), _entries(4))
+        tx.write(WriteBatch(audit=entries))
+    with store.transaction() as tx:
+        tx._conn.execute(sa.text("DELETE FROM audit_head"))  # type: ignore[attr-defined]
+    with store.transaction() as tx:
+        assert tx.audit_head(lock=True) == (4, entries[-1].link)
+        tx.write(WriteBatch(audit=chain((4, entries[-1].link), _entries(1, "z"))))
+    with store.transaction() as tx:
+        assert verify_chain(tx.audit()).ok
+
+
+@pytest.mark.postgres
+def test_postgresql_writers_of_the_chain_queue_on_its_head(pg_url: str) -> None:  # noqa: F811
+    """A transaction that locked the head holds back the next one, which then reads the
+    head as the first left it; without the lock a stale writer loses the race."""
+    store = SQLStorage(pg_url)
+    try:
+        locked = threading.Event()
+        second_head: list[tuple[int, str]] = []
+
+        def second() -> None:
+            locked.wait(10)
+            with store.transaction() as tx:
+                head = tx.audit_head(lock=True)  # waits for the first transaction
+                second_head.append(head)
+                tx.write(WriteBatch(audit=chain(head, _entries(1, "second"))))
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        with store.transaction() as tx:
+            first = chain(tx.audit_head(lock=True), _entries(2, "first"))
+            locked.set()
+            time.sleep(0.5)
+            assert second_head == []  # still waiting
+            tx.write(WriteBatch(audit=first))
+        thread.join(10)
+        assert second_head == [(2, first[-1].link)]
+
+        # A writer that read the head without locking it, then lost to another one.
+        with store.transaction() as stale:
+            head = stale.audit_head()
+            with store.transaction() as other:
+                other.write(WriteBatch(audit=chain(other.audit_head(lock=True), _entries(1, "o"))))
+            with pytest.raises(ConflictError) as info:
+                stale.write(WriteBatch(audit=chain(head, _entries(1, "stale"))))
+            assert info.value.code == "storage.race"
+        with store.transaction() as tx:
+            log = tx.audit()
+            assert [e.principal for e in log] == ["first0", "first1", "second0", "o0"]
+            assert verify_chain(log).ok
+    finally:
+        store.close()
+
+
+def test_device_keys_tokens_and_monitors_round_trip(store: SQLStorage) -> None:
+    wita = datetime(2024, 11, 27, 9, 30, 15, 123456, tzinfo=UTC).astimezone()
+    keys = [
+        DeviceKeyRecord(f"{i:032x}", f"LLG-{i % 3:04d}", i.to_bytes(32, "big"), "coord",
+                        T0 + timedelta(seconds=i))
+        for i in range(1000)  # more ids than one IN list carries on SQLite
+    ]  # fmt: skip
+    token = TokenRecord("h" * 64, "officer-1", "officer", "16.73.01", "coord", wita)
+    system = TokenRecord("s" * 64, "import", "system", "", "coord", wita)
+    sealed = MonitorRecord("LLG-0001", "1673011001001", b"\x00\xffnama", b"\x01hp", None,
+                           "coord", wita)  # fmt: skip
+    bare = MonitorRecord("LLG-0002", "1673011001002", None, None, None, "coord", wita)
+    with store.transaction() as tx:
+        # a batch of records alone is a batch to write too
+        tx.write(WriteBatch(device_keys=keys, tokens=[token, system], monitors=[sealed, bare]))
+    with store.transaction() as tx:
+        assert tx.device_keys() == keys
+        assert tx.device_keys(key_ids=[k.key_id for k in keys]) == keys
+        assert tx.device_keys(key_ids=[keys[5].key_id, "nope"]) == [keys[5]]
+        assert tx.device_keys(monitor="LLG-0001") == [k for k in keys if k.monitor == "LLG-0001"]
+        assert tx.device_keys(key_ids=[keys[4].key_id], monitor="LLG-0001") == [keys[4]]
+        assert tx.device_keys(key_ids=[keys[5].key_id], monitor="LLG-0001") == []
+        assert tx.device_keys(key_ids=[]) == []
+        assert tx.token("h" * 64) == token
+        assert tx.token("s" * 64) == system
+        assert tx.token("x" * 64) is None
+        assert tx.monitors() == {"LLG-0001": sealed, "LLG-0002": bare}
+        assert tx.monitors(["LLG-0002", "LLG-9999"]) == {"LLG-0002": bare}
+        assert tx.monitors([]) == {}
+        assert isinstance(tx.monitors(["LLG-0001"])["LLG-0001"].name, bytes)
+        assert tx.token("h" * 64).issued_at == wita  # type: ignore[union-attr]
+
+    # upserts by key: revoking, re-sealing; the last of a key in a batch wins
+    revoked = attrs.evolve(keys[4], revoked_at=T0 + timedelta(hours=1), revoked_by="coord")
+    gone = attrs.evolve(token, revoked_at=T0 + timedelta(hours=2))
+    resealed = attrs.evolve(sealed, name=b"baru", phone=None)
+    with store.transaction() as tx:
+        tx.write(
+            WriteBatch(
+                device_keys=[attrs.evolve(keys[4], enrolled_by="x"), revoked],
+                tokens=[gone],
+                monitors=[resealed],
+            )
+        )
+    with store.transaction() as tx:
+        assert tx.device_keys(key_ids=[keys[4].key_id]) == [revoked]  # revoked: still there
+        assert len(tx.device_keys()) == 1000
+        assert tx.token("h" * 64) == gone
+        assert tx.monitors(["LLG-0001"]) == {"LLG-0001": resealed}
+
+
+def test_records_are_rolled_back_with_their_transaction(store: SQLStorage) -> None:
+    key = DeviceKeyRecord("k" * 32, "LLG-0001", b"\x07" * 32, "coord", T0)
+
+    def write_then_fail() -> None:
+        with store.transaction() as tx:
+            tx.write(WriteBatch(device_keys=[key]))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+    with store.transaction() as tx:
+        assert tx.device_keys() == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -371,7 +568,10 @@ def test_a_server_lost_mid_transaction_leaves_nothing_half_written(pg_url: str) 
                 WriteBatch(
                     reports=[lost],
                     aggregates={("walikota", "16", "total"): 4},
-                    audit=[AuditRecord(T0, "p", "system", "submit", "x", "ok")],
+                    audit=chain(
+                        tx.audit_head(lock=True),
+                        [AuditRecord(T0, "p", "system", "submit", "x", "ok")],
+                    ),
                 )
             )
             proxy.cut()
@@ -388,6 +588,7 @@ def test_a_server_lost_mid_transaction_leaves_nothing_half_written(pg_url: str) 
         assert tx.get_reports([committed.report_id, lost.report_id]).keys() == {committed.report_id}
         assert tx.aggregates("walikota", "16") == {"total": 3}
         assert tx.audit() == []
+        assert tx.audit_head() == (0, GENESIS)
     direct.close()
 
 

@@ -207,6 +207,9 @@ class WriteBatch:
             or self.decisions
             or self.releases
             or self.audit
+            or self.device_keys
+            or self.tokens
+            or self.monitors
         )
 
 

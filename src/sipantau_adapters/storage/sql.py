@@ -20,6 +20,14 @@ missing ones first) in sorted order, and the aggregates are incremented by upser
 sorted order. A unique violation (a concurrent writer stored the same report or version),
 a deadlock or a serialization failure raise ``ConflictError(code="storage.race")`` and
 leave nothing of the batch written; the desk then retries the whole transaction.
+
+The audit log: the desk numbers and chains the entries (``seq``, ``link``) after
+``audit_head(lock=True)``, which reads the one row of ``audit_head`` (never the log) and,
+on PostgreSQL, locks it (``SELECT … FOR UPDATE``) so that the chain has one writer at a
+time; on SQLite ``BEGIN IMMEDIATE`` serialises already. A write that appends entries first
+moves the head from the entry before its first (``UPDATE … WHERE seq = first - 1``): entries
+that do not follow the head, or a ``seq`` taken already, are a ``storage.race`` with nothing
+of the batch written.
 """
 
 from __future__ import annotations
@@ -51,18 +59,25 @@ from sipantau_adapters.storage.sql_errors import DB_ERRORS, db_errors
 from sipantau_adapters.storage.sql_models import (
     AGGREGATES,
     AUDIT,
+    AUDIT_HEAD,
     DECISIONS,
+    DEVICE_KEYS,
+    MONITORS,
     RELEASES,
     REPORTS,
     STATIONS,
+    TOKENS,
     VERSION_TABLE,
 )
+from sipantau_core.audit import GENESIS
 from sipantau_core.errors import ConflictError, StorageError
 from sipantau_core.ports import (
     AggregateKey,
     AuditRecord,
     CountedTally,
     Decision,
+    DeviceKeyRecord,
+    MonitorRecord,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -71,6 +86,7 @@ from sipantau_core.ports import (
     Storage,
     StorageTx,
     StoredReport,
+    TokenRecord,
     WriteBatch,
     iter_chunks,
 )
@@ -341,7 +357,10 @@ _REPORT_COLUMNS = [
 ]
 _REPORT_NAMES = [c.name for c in _REPORT_COLUMNS]
 _STATUS = {s.value: s for s in ReportStatus}
-_AUDIT_NAMES = ["at", "principal", "role", "action", "object", "outcome", "detail"]
+_AUDIT_NAMES = [
+    "seq", "at", "principal", "role", "action", "object", "outcome", "detail", "region", "link"
+]  # fmt: skip
+_AUDIT_COLUMNS = [AUDIT.c[name] for name in _AUDIT_NAMES]
 _COPY_REPORTS = f"COPY reports ({', '.join(_REPORT_NAMES)}) FROM STDIN"
 _COPY_AUDIT = f"COPY audit_log ({', '.join(_AUDIT_NAMES)}) FROM STDIN"
 #: PostgreSQL: from how many rows COPY beats an INSERT (two round trips instead of one)
@@ -641,9 +660,62 @@ def _sqlite_statements() -> dict[str, Any]:
 _SQLITE = _sqlite_statements()
 
 
-# ---------------------------------------------------------------------------------------
-# The transaction
-# ---------------------------------------------------------------------------------------
+def _upsert(insert: Any, table: sa.Table) -> Any:
+    """``INSERT … ON CONFLICT (primary key) DO UPDATE`` every other column."""
+    ins = insert(table)
+    key = [c.name for c in table.primary_key.columns]
+    return ins.on_conflict_do_update(
+        index_elements=key,
+        set_={c.name: ins.excluded[c.name] for c in table.c if c.name not in key},
+    )
+
+
+#: (batch attribute, table, key attribute) of the records upserted by their key
+_RECORDS: tuple[tuple[str, sa.Table, str], ...] = (
+    ("device_keys", DEVICE_KEYS, "key_id"),
+    ("tokens", TOKENS, "token_hash"),
+    ("monitors", MONITORS, "id"),
+)
+for _name, _table, _ in _RECORDS:
+    _PG[_name] = _upsert(pg.insert, _table)
+    _SQLITE[_name] = _upsert(sqlite_dialect.insert, _table)
+
+_HEAD_SELECT = sa.select(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.link).where(AUDIT_HEAD.c.id == 1)
+_HEAD_LOCK = _HEAD_SELECT.with_for_update()
+_HEAD_MOVE = (
+    sa.update(AUDIT_HEAD)
+    .where(AUDIT_HEAD.c.id == 1, AUDIT_HEAD.c.seq == sa.bindparam("expected"))
+    .values(seq=sa.bindparam("new_seq"), link=sa.bindparam("new_link"))
+)
+_LAST_ENTRY = sa.select(AUDIT.c.seq, AUDIT.c.link).order_by(AUDIT.c.seq.desc()).limit(1)
+_PG["heal_head"] = pg.insert(AUDIT_HEAD).on_conflict_do_nothing(index_elements=["id"])
+_SQLITE["heal_head"] = sqlite_dialect.insert(AUDIT_HEAD).on_conflict_do_nothing(
+    index_elements=["id"]
+)
+_DEVICE_KEY_COLUMNS = [DEVICE_KEYS.c[a.name] for a in attrs.fields(DeviceKeyRecord)]
+_TOKEN_COLUMNS = [TOKENS.c[a.name] for a in attrs.fields(TokenRecord)]
+_MONITOR_COLUMNS = [MONITORS.c[a.name] for a in attrs.fields(MonitorRecord)]
+
+
+def _check_audit(entries: Sequence[AuditRecord]) -> None:
+    """The entries of one batch are numbered, chained and consecutive (that the first
+    follows the head is checked by moving the head)."""
+    first = entries[0].seq
+    for i, entry in enumerate(entries):
+        if entry.seq < 1 or not entry.link:
+            why = (
+                f"audit entry {i} of the batch has no sequence number or link (seq "
+                f"{entry.seq}): the desk numbers and chains the entries after "
+                "tx.audit_head(lock=True), with sipantau_core.audit.chain"
+            )
+        elif entry.seq != first + i:
+            why = (
+                f"the batch's audit entries are not consecutive (seq {entry.seq} where "
+                f"{first + i} was expected)"
+            )
+        else:
+            continue
+        raise ConflictError(f"{why}; nothing of the batch was written", code="storage.race")
 
 
 class _SQLTx(StorageTx):
@@ -651,6 +723,9 @@ class _SQLTx(StorageTx):
         self._conn = conn
         self._target = target
         self._pg = target.backend == "postgresql"
+        #: a write failed half-way and could not be undone: the transaction must not commit
+        self.broken = False
+        self._changed = False  # the current write has changed something
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -666,6 +741,13 @@ class _SQLTx(StorageTx):
             return
         for chunk in iter_chunks(ids, _CHUNK):
             yield from (_report(row) for row in self._conn.execute(_SQLITE[name], {"ids": chunk}))
+
+    def _in_chunks(self, stmt: Any, column: sa.Column[Any], values: Iterable[Any]) -> Iterator[Any]:
+        """Rows of ``stmt`` where ``column`` is among ``values``, in ``IN`` lists of at most
+        ``_CHUNK`` (each list one statement)."""
+        wanted = list(dict.fromkeys(values))
+        for chunk in iter_chunks(wanted, _CHUNK):
+            yield from self._conn.execute(stmt.where(column.in_(chunk)))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -778,34 +860,71 @@ class _SQLTx(StorageTx):
             return [ReleaseRecord(*row) for row in self._conn.execute(stmt)]
 
     def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
-        a = AUDIT
-        stmt = (
-            sa.select(
-                a.c.at,
-                a.c.principal,
-                a.c.role,
-                a.c.action,
-                a.c.object,
-                a.c.outcome,
-                a.c.seq,
-                a.c.detail,
-            )
-            .where(a.c.seq > after)
-            .order_by(a.c.seq)
-        )
+        stmt = sa.select(*_AUDIT_COLUMNS).where(AUDIT.c.seq > after).order_by(AUDIT.c.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._errors():
-            return [AuditRecord(*row) for row in self._conn.execute(stmt)]
+            return [AuditRecord(**row._mapping) for row in self._conn.execute(stmt)]
+
+    def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
+        # SQLite: the transaction holds the database's write lock from BEGIN IMMEDIATE on.
+        stmt = _HEAD_LOCK if lock and self._pg else _HEAD_SELECT
+        with self._errors():
+            row = self._conn.execute(stmt).first()
+            if row is None:
+                # Every migrated database has the row; put back one deleted by hand, from the
+                # log's last entry (a primary-key lookup), then read (and lock) it.
+                last = self._conn.execute(_LAST_ENTRY).first()
+                seq, link = (last.seq, last.link) if last is not None else (0, GENESIS)
+                statements = _PG if self._pg else _SQLITE
+                self._conn.execute(statements["heal_head"], {"id": 1, "seq": seq, "link": link})
+                row = self._conn.execute(stmt).one()
+        return int(row.seq), str(row.link)
+
+    def device_keys(
+        self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None
+    ) -> list[DeviceKeyRecord]:
+        k = DEVICE_KEYS
+        stmt = sa.select(*_DEVICE_KEY_COLUMNS)
+        if monitor is not None:
+            stmt = stmt.where(k.c.monitor == monitor)
+        with self._errors():
+            if key_ids is None:
+                rows: Iterable[Any] = self._conn.execute(stmt)
+            else:
+                rows = self._in_chunks(stmt, k.c.key_id, key_ids)
+            found = [DeviceKeyRecord(**row._mapping) for row in rows]
+        found.sort(key=lambda r: (r.enrolled_at, r.key_id))
+        return found
+
+    def token(self, token_hash: str) -> TokenRecord | None:
+        stmt = sa.select(*_TOKEN_COLUMNS).where(TOKENS.c.token_hash == token_hash)
+        with self._errors():
+            row = self._conn.execute(stmt).first()
+        return None if row is None else TokenRecord(**row._mapping)
+
+    def monitors(self, ids: Iterable[str] | None = None) -> dict[str, MonitorRecord]:
+        stmt = sa.select(*_MONITOR_COLUMNS)
+        with self._errors():
+            if ids is None:
+                rows: Iterable[Any] = self._conn.execute(stmt)
+            else:
+                rows = self._in_chunks(stmt, MONITORS.c.id, ids)
+            found = [MonitorRecord(**row._mapping) for row in rows]
+        return {m.id: m for m in sorted(found, key=lambda m: m.id)}
 
     # -- the write -----------------------------------------------------------------------
 
     def write(self, batch: WriteBatch) -> None:
-        if not batch:
+        if not (batch or batch.device_keys or batch.tokens or batch.monitors):
             return
         # A savepoint around what a concurrent writer can refuse: on a conflict nothing
-        # of the batch is written, and the transaction stays usable (as in memory).
+        # of the batch is written, and the transaction stays usable (as in memory). The
+        # audit entries are checked against the head first, before anything is written.
+        # Any other failure half-way through a batch without a savepoint marks the
+        # transaction broken: it is then rolled back, even if the caller carries on.
         guarded = bool(batch.reports or batch.statuses)
+        self._changed = False
         with self._errors():
             if guarded:
                 # not released: one round trip less; it ends with the transaction
@@ -813,13 +932,23 @@ class _SQLTx(StorageTx):
             try:
                 self._write(batch)
             except BaseException:
+                undone = False
                 if guarded:
                     with suppress(*DB_ERRORS):
                         self._conn.exec_driver_sql("ROLLBACK TO SAVEPOINT sipantau_write")
+                        undone = True
+                if not undone and self._changed:
+                    self.broken = True
                 raise
 
     def _write(self, batch: WriteBatch) -> None:
         conn = self._conn
+        if batch.audit:
+            # First: a batch whose entries do not follow the head (a concurrent writer
+            # appended first, or the chain was not locked) is refused before anything of
+            # it is written.
+            self._move_head(batch.audit)
+        self._changed = True
         if batch.reports:
             # In (chain, version) order: concurrent batches with the same reports take
             # the unique index entries in the same order.
@@ -849,17 +978,36 @@ class _SQLTx(StorageTx):
                 sa.insert(RELEASES), [attrs.asdict(r, recurse=False) for r in batch.releases]
             )
         if batch.audit:
-            values = [
-                (e.at, e.principal, e.role, e.action, e.object, e.outcome, e.detail)
-                for e in batch.audit
-            ]
+            values = [tuple(getattr(e, name) for name in _AUDIT_NAMES) for e in batch.audit]
             if self._pg and len(values) >= _COPY_FROM:
                 _check_aware(e.at for e in batch.audit)
-                self._copy(_COPY_AUDIT, values)  # seq: the column's default, row by row
+                self._copy(_COPY_AUDIT, values)
             else:
                 conn.execute(
                     sa.insert(AUDIT), [dict(zip(_AUDIT_NAMES, v, strict=True)) for v in values]
                 )
+        for name, _, key in _RECORDS:
+            records: list[Any] = getattr(batch, name)
+            if records:
+                # by key, the last of a key winning: one row each, locked in key order
+                latest = {getattr(r, key): r for r in records}
+                rows = [attrs.asdict(latest[k], recurse=False) for k in sorted(latest)]
+                conn.execute((_PG if self._pg else _SQLITE)[name], rows)
+
+    def _move_head(self, entries: list[AuditRecord]) -> None:
+        """Move the log's head from the entry before the batch's first to its last; a head
+        elsewhere is a lost race (``storage.race``)."""
+        _check_audit(entries)
+        first, last = entries[0], entries[-1]
+        moved = self._conn.execute(
+            _HEAD_MOVE, {"expected": first.seq - 1, "new_seq": last.seq, "new_link": last.link}
+        ).rowcount
+        if moved != 1:
+            raise ConflictError(
+                f"the audit entries {first.seq}-{last.seq} do not follow the log's head: a "
+                "concurrent transaction appended first; nothing of the batch was written",
+                code="storage.race",
+            )
 
     def _insert_reports(self, reports: list[StoredReport]) -> None:
         if self._pg and len(reports) >= _COPY_FROM:
@@ -970,13 +1118,23 @@ class SQLStorage(Storage):
             try:
                 with db_errors(where):
                     trans = conn.begin()
+                tx = _SQLTx(conn, self._target)
                 try:
-                    yield _SQLTx(conn, self._target)
+                    yield tx
                 except BaseException:
                     if trans.is_active:
                         with suppress(*DB_ERRORS):
                             trans.rollback()
                     raise
+                if tx.broken:
+                    with suppress(*DB_ERRORS):
+                        trans.rollback()
+                    raise StorageError(
+                        "a write of this transaction failed half-way, and the transaction "
+                        "went on to commit; it was rolled back instead, nothing of it was "
+                        "written",
+                        code="storage.failed",
+                    )
                 with db_errors(where):
                     trans.commit()
             finally:

@@ -1,8 +1,9 @@
 """How database errors become sipantau errors: nothing from SQLAlchemy, psycopg or sqlite3
 leaves the storage port.
 
-- a unique violation, a deadlock or a serialization failure: a concurrent transaction
-  won a race, :class:`ConflictError` ``storage.race`` (the desk retries the transaction);
+- a unique violation (a report id, a chain's version, an audit ``seq``), a deadlock or a
+  serialization failure: a concurrent transaction won a race, :class:`ConflictError`
+  ``storage.race`` (the desk retries the transaction);
 - another constraint: :class:`StorageError` ``storage.integrity``;
 - the database cannot be reached, refused the login, is gone mid-transaction or stayed
   locked past the busy timeout: :class:`StorageError` ``storage.unavailable``;
@@ -65,9 +66,9 @@ def translate(error: BaseException, where: str) -> SipantauError:
     sqlite_name = str(getattr(orig, "sqlite_errorname", ""))
     if sqlstate in _RACE_SQLSTATES or sqlite_name in _SQLITE_RACE:
         return ConflictError(
-            f"a concurrent transaction stored the same report or version first, or the "
-            f"database chose this one to break a deadlock ({detail}); it was rolled back, "
-            "nothing of it was written",
+            f"a concurrent transaction stored the same report, version or audit entry "
+            f"first, or the database chose this one to break a deadlock ({detail}); it was "
+            "rolled back, nothing of it was written",
             code="storage.race",
         )
     if (

@@ -7,7 +7,10 @@ registry and :data:`metadata`, so they never mix with an application's SQLModel 
 
 What the database enforces: the report id is the primary key; ``(chain_id, version)`` is
 unique; a station's state has one row per ``(contest, station)``; an aggregate counter one
-row per ``(contest, region, name)``; a report's status is one of the port's statuses.
+row per ``(contest, region, name)``; a report's status is one of the port's statuses; an
+audit entry's ``seq`` (assigned by the desk) is unique and positive, and ``audit_head`` has
+one row, the last entry's ``(seq, link)``; a device key, a staff token and a monitor have
+one row per key id, token hash and monitor id.
 """
 
 from __future__ import annotations
@@ -26,17 +29,25 @@ from sipantau_core.ports import ReportStatus
 __all__ = [
     "AGGREGATES",
     "AUDIT",
+    "AUDIT_HEAD",
     "DECISIONS",
+    "DEVICE_KEYS",
+    "MONITORS",
     "RELEASES",
     "REPORTS",
     "STATIONS",
+    "TOKENS",
     "VERSION_TABLE",
     "AggregateRow",
+    "AuditHeadRow",
     "AuditRow",
     "DecisionRow",
+    "DeviceKeyRow",
+    "MonitorRow",
     "ReleaseRow",
     "ReportRow",
     "StationStateRow",
+    "TokenRow",
     "UTCDateTime",
     "metadata",
 ]
@@ -160,11 +171,15 @@ class ReleaseRow(_Base, table=True):
 
 
 class AuditRow(_Base, table=True):
-    """One entry of who did what; ``seq`` is assigned by the database."""
+    """One entry of who did what. ``seq`` and ``link`` (the hash chain) are assigned by the
+    desk (0003: no longer by the database); a ``seq`` taken already is refused."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (sa.CheckConstraint("seq >= 1", name="ck_audit_log_seq"),)
 
-    seq: int | None = Field(default=None, sa_type=sa.Integer(), primary_key=True)
+    seq: int = Field(
+        sa_type=sa.Integer(), primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
     principal: str = Field(sa_type=sa.String(), nullable=False)
     role: str = Field(sa_type=sa.String(), nullable=False)
@@ -172,6 +187,73 @@ class AuditRow(_Base, table=True):
     object: str = Field(sa_type=sa.String(), nullable=False)
     outcome: str = Field(sa_type=sa.String(), nullable=False)
     detail: str = Field(default="", sa_type=sa.Text(), nullable=False)
+    region: str = Field(
+        default="", sa_type=sa.String(), nullable=False, sa_column_kwargs={"server_default": ""}
+    )
+    link: str = Field(sa_type=sa.String(), nullable=False)
+
+
+class AuditHeadRow(_Base, table=True):
+    """The audit log's head: one row (``id`` 1), the last entry's ``(seq, link)``, or
+    ``(0, "0" * 64)`` for an empty log. Every write that appends entries moves it (and
+    PostgreSQL writers lock it first), so the chain has one writer at a time and the head
+    is read without looking at the log."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (
+        sa.CheckConstraint("id = 1", name="ck_audit_head_one_row"),
+        sa.CheckConstraint("seq >= 0", name="ck_audit_head_seq"),
+    )
+
+    id: int = Field(
+        sa_type=sa.Integer(), primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    seq: int = Field(sa_type=sa.Integer(), nullable=False)
+    link: str = Field(sa_type=sa.String(), nullable=False)
+
+
+class DeviceKeyRow(_Base, table=True):
+    """A monitor's enrolled device key (:class:`~sipantau_core.ports.DeviceKeyRecord`)."""
+
+    __tablename__ = "device_keys"
+    __table_args__ = (sa.Index("ix_device_keys_monitor", "monitor"),)
+
+    key_id: str = Field(sa_type=sa.String(), primary_key=True)
+    monitor: str = Field(sa_type=sa.String(), nullable=False)
+    public_key: bytes = Field(sa_type=sa.LargeBinary(), nullable=False)
+    enrolled_by: str = Field(sa_type=sa.String(), nullable=False)
+    enrolled_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    revoked_by: str | None = Field(default=None, sa_type=sa.String(), nullable=True)
+
+
+class TokenRow(_Base, table=True):
+    """A desk staff token, by its hash only (:class:`~sipantau_core.ports.TokenRecord`)."""
+
+    __tablename__ = "staff_tokens"
+
+    token_hash: str = Field(sa_type=sa.String(), primary_key=True)
+    principal: str = Field(sa_type=sa.String(), nullable=False)
+    role: str = Field(sa_type=sa.String(), nullable=False)
+    scope: str = Field(sa_type=sa.String(), nullable=False)
+    issued_by: str = Field(sa_type=sa.String(), nullable=False)
+    issued_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+
+
+class MonitorRow(_Base, table=True):
+    """A monitor enrolled at the desk, personal data sealed
+    (:class:`~sipantau_core.ports.MonitorRecord`): ``BYTEA`` / ``BLOB``."""
+
+    __tablename__ = "monitors"
+
+    id: str = Field(sa_type=sa.String(), primary_key=True)
+    station: str = Field(sa_type=sa.String(), nullable=False)
+    name: bytes | None = Field(default=None, sa_type=sa.LargeBinary(), nullable=True)
+    phone: bytes | None = Field(default=None, sa_type=sa.LargeBinary(), nullable=True)
+    national_id: bytes | None = Field(default=None, sa_type=sa.LargeBinary(), nullable=True)
+    enrolled_by: str = Field(sa_type=sa.String(), nullable=False)
+    enrolled_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
 
 
 REPORTS: sa.Table = metadata.tables["reports"]
@@ -180,3 +262,7 @@ AGGREGATES: sa.Table = metadata.tables["aggregates"]
 DECISIONS: sa.Table = metadata.tables["decisions"]
 RELEASES: sa.Table = metadata.tables["releases"]
 AUDIT: sa.Table = metadata.tables["audit_log"]
+AUDIT_HEAD: sa.Table = metadata.tables["audit_head"]
+DEVICE_KEYS: sa.Table = metadata.tables["device_keys"]
+TOKENS: sa.Table = metadata.tables["staff_tokens"]
+MONITORS: sa.Table = metadata.tables["monitors"]
