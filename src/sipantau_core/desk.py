@@ -370,9 +370,22 @@ class AuditLog:
     def verify(self, checkpoint: Checkpoint | None = None) -> ChainReport:
         """Recompute the hash chain; with ``checkpoint``, also check that the log still
         extends it. The report names the first bad entry."""
-        entries = self.entries()
+        with self._desk.storage.transaction() as tx:
+            entries = tx.audit()
+            head = tx.audit_head()
         if checkpoint is None:
-            return verify_chain(entries)
+            report = verify_chain(entries)
+            if report.ok and report.head != head:
+                # The newest entries were deleted (or the head row altered).
+                return ChainReport(
+                    False,
+                    len(entries),
+                    report.head,
+                    report.head[0] + 1,
+                    f"the log ends at entry {report.head[0]} but its head records entry "
+                    f"{head[0]}: entries were removed",
+                )
+            return report
         if self._key is None:
             raise SipantauError(
                 "this desk has no signing key to check checkpoints with", code="audit.no_key"
@@ -587,7 +600,7 @@ class Desk:
             )
         if record.monitor != report.monitor:
             raise SignatureError(
-                f"the key {record.key_id} belongs to another monitor than {report.monitor!r}",
+                f"the key {record.key_id} belongs to another monitor than the report names",
                 code="signature.wrong_monitor",
                 message_id="kunci perangkat milik pemantau lain",
             )
@@ -621,9 +634,9 @@ class Desk:
         monitor = self.deployment.monitors.get(report.monitor)
         if monitor is None:
             raise UnknownEntityError(
-                f"monitor {report.monitor!r} is not in the deployment",
+                "the report names a monitor who is not in the deployment",
                 code="report.unknown_monitor",
-                message_id=f"pemantau {report.monitor} tidak terdaftar",
+                message_id="pemantau yang disebut dalam laporan tidak terdaftar",
             )
         if monitor.station != report.station:
             raise UnknownEntityError(
@@ -672,10 +685,10 @@ class Desk:
                 )
             if report.monitor != principal.id:
                 raise PermissionDenied(
-                    f"monitor {principal.id!r} may not send a report as {report.monitor!r}",
+                    f"monitor {principal.id!r} may not send a report in another monitor's name",
                     code="access.wrong_monitor",
                     message_id=(
-                        f"pemantau {principal.id} tidak boleh mengirim atas nama {report.monitor}"
+                        f"pemantau {principal.id} tidak boleh mengirim atas nama pemantau lain"
                     ),
                 )
 
@@ -683,10 +696,10 @@ class Desk:
         contest = self.deployment.contests.get(contest_id)
         if contest is None:
             raise UnknownEntityError(
-                f"contest {contest_id!r} is not in the deployment "
+                "the contest named is not in the deployment "
                 f"(known: {sorted(self.deployment.contests)})",
                 code="report.unknown_contest",
-                message_id=f"pemilihan {contest_id} tidak dikenal",
+                message_id="pemilihan yang disebut tidak dikenal",
             )
         return contest
 
@@ -1167,6 +1180,10 @@ class Desk:
         with self.storage.transaction() as tx:
             record = tx.token(hash_token(token)) if token else None
         if record is None or record.revoked_at is not None:
+            anonymous = Principal(id="anonymous", role=Role.SYSTEM)
+            self._write_audit(
+                self._audit_entry(anonymous, "authenticate", "token", "denied:access.bad_token")
+            )
             raise PermissionDenied(
                 "unknown or revoked token",
                 code="access.bad_token",
@@ -1178,6 +1195,11 @@ class Desk:
         """Revoke a staff token (its holder's coordinator, or the system)."""
         holder = self.authenticate(token)
         if principal.role not in (Role.COORDINATOR, Role.SYSTEM):
+            self._write_audit(
+                self._audit_entry(
+                    principal, "revoke_token", f"principal:{holder.id}", "denied:access.role"
+                )
+            )
             raise PermissionDenied("only coordinators revoke tokens", code="access.role")
         if holder.scope is not None:
             self._guard(principal, Action.ENROL, holder.scope, what=f"principal:{holder.id}")
@@ -1185,7 +1207,14 @@ class Desk:
             record = tx.token(hash_token(token))
         assert record is not None
         now = self.clock()
-        entry = self._audit_entry(principal, "revoke_token", f"principal:{holder.id}", "ok", now)
+        entry = self._audit_entry(
+            principal,
+            "revoke_token",
+            f"principal:{holder.id}",
+            "ok",
+            now,
+            where=holder.scope if isinstance(holder.scope, RegionCode) else None,
+        )
         self._write(WriteBatch(tokens=[attrs.evolve(record, revoked_at=now)], audit=[entry]))
 
     # -- decisions ---------------------------------------------------------------------------
@@ -1622,7 +1651,17 @@ class Desk:
             what=f"decisions:{report_id}",
         )
         with self.storage.transaction() as tx:
-            return tx.decisions(report_id)
+            found = tx.decisions(report_id)
+        self._write_audit(
+            self._audit_entry(
+                principal,
+                "read_reports",
+                f"decisions:{report_id}",
+                "ok",
+                where=StationCode.parse(stored.station),
+            )
+        )
+        return found
 
     def history(
         self, *, principal: Principal, after: int = 0, limit: int | None = None

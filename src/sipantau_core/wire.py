@@ -99,9 +99,9 @@ def _structure_int(value: Any, _: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Bad("type.integer", f"expected a whole number, got {_json_type(value)}")
     if value < 0:
-        raise _Bad("number.negative", f"{value} is negative")
+        raise _Bad("number.negative", "a count cannot be negative")
     if value > MAX_COUNT:
-        raise _Bad("number.absurd", f"{value} is larger than {MAX_COUNT}")
+        raise _Bad("number.absurd", f"larger than {MAX_COUNT:,}: not a count at one TPS")
     return value
 
 
@@ -117,9 +117,11 @@ def _structure_datetime(value: Any, _: Any) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise _Bad("datetime.invalid", f"{value!r} is not an ISO 8601 time") from None
+        raise _Bad(
+            "datetime.invalid", "not an ISO 8601 time such as 2024-11-27T14:05:00+07:00"
+        ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise _Bad("datetime.naive", f"{value!r} has no UTC offset (write e.g. +07:00)")
+        raise _Bad("datetime.naive", "the time has no UTC offset (write e.g. +07:00)")
     return parsed
 
 
@@ -129,7 +131,7 @@ def _structure_uuid(value: Any, _: Any) -> UUID:
     try:
         return UUID(value)
     except ValueError:
-        raise _Bad("uuid.invalid", f"{value!r} is not a UUID") from None
+        raise _Bad("uuid.invalid", "not a UUID") from None
 
 
 def _structure_station(value: Any, _: Any) -> StationCode:
@@ -137,8 +139,8 @@ def _structure_station(value: Any, _: Any) -> StationCode:
         raise _Bad("type.string", f"expected a TPS code string, got {_json_type(value)}")
     try:
         return StationCode.parse(value)
-    except ValueError as e:
-        raise _Bad("code.invalid", str(e)) from None
+    except ValueError:
+        raise _Bad("code.invalid", "not a TPS code: 13 digits such as 1673011001001") from None
 
 
 E = TypeVar("E", bound=enum.Enum)
@@ -151,7 +153,7 @@ def _enum_hook(cls: type[E]) -> Callable[[Any, Any], E]:
         try:
             return cls(value)
         except (ValueError, TypeError):
-            raise _Bad("enum.invalid", f"{value!r} is not one of {allowed}") from None
+            raise _Bad("enum.invalid", f"not one of {allowed}") from None
 
     return hook
 
@@ -166,7 +168,7 @@ def _structure_votes(value: Any, _: Any) -> VoteCounts:
     for key, n in value.items():
         try:
             if not (isinstance(key, str) and key.isdigit() and len(key) <= 2 and key.isascii()):
-                raise _Bad("code.invalid", f"{key!r} is not a ballot number 0..99")
+                raise _Bad("code.invalid", "not a ballot number 0..99")
             items[int(key)] = _structure_int(n, int)
         except _Bad as e:
             errors.append(_note_key(e, key, VoteCounts))
@@ -262,9 +264,15 @@ def _is_optional(f: attrs.Attribute[Any]) -> bool:
 
 
 def _clean_validator_message(exc: BaseException) -> str:
-    # attrs' own validators raise with (message, attribute, ...) as args: keep the message.
+    """A field's own validation message without the value it refused: payloads may carry
+    anything (a national ID typed into the wrong field), and errors are logged."""
     first = exc.args[0] if exc.args else ""
-    return first if isinstance(first, str) else str(exc)
+    text = first if isinstance(first, str) else str(exc)
+    if " must match regex " in text:
+        return "does not have the expected form"
+    if " must be " in text:  # attrs' ge/le/instance_of: "'x' must be <= 4: 9"
+        return text.split(":")[0].replace("'", "")
+    return text
 
 
 def _unstructure_class(converter: cattrs.Converter, cls: type[Any]) -> Callable[[Any], Any]:
@@ -398,7 +406,9 @@ def parse_report(data: bytes | str | Mapping[str, Any]) -> Report:
         try:
             data = json.loads(data)
         except (ValueError, RecursionError) as e:
-            raise PayloadError([Problem("$", "json.invalid", f"not valid JSON ({e})")]) from None
+            where = f"line {getattr(e, 'lineno', '?')}, column {getattr(e, 'colno', '?')}"
+            problem = Problem("$", "json.invalid", f"not valid JSON ({where})")
+            raise PayloadError([problem]) from None
     if not isinstance(data, Mapping):
         raise PayloadError(
             [Problem("$", "type.object", f"expected an object, got {_json_type(data)}")]
@@ -408,9 +418,7 @@ def parse_report(data: bytes | str | Mapping[str, Any]) -> Report:
         raise PayloadError([Problem("$.schema", "schema.missing", "the payload names no schema")])
     cls = SCHEMAS.get(schema) if isinstance(schema, str) else None
     if cls is None:
-        raise PayloadError(
-            [Problem("$.schema", "schema.unknown", f"{schema!r} is not one of {sorted(SCHEMAS)}")]
-        )
+        raise PayloadError([Problem("$.schema", "schema.unknown", f"not one of {sorted(SCHEMAS)}")])
     body = {k: v for k, v in data.items() if k != "schema"}
     try:
         report: Report = _CONVERTER.structure(body, cls)

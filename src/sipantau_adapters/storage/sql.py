@@ -33,6 +33,7 @@ of the batch written.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections import defaultdict
@@ -191,6 +192,14 @@ def normalize_url(url: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+#: Engines never put bound parameters (report payloads, figures, token hashes) into their
+#: log lines or error messages, and log under their own name, quiet unless asked.
+_QUIET: dict[str, Any] = {"hide_parameters": True, "logging_name": "sipantau"}
+_ENGINE_LOGGER = "sqlalchemy.engine.Engine.sipantau"
+if logging.getLogger(_ENGINE_LOGGER).level == logging.NOTSET:
+    logging.getLogger(_ENGINE_LOGGER).setLevel(logging.WARNING)
+
+
 def _make_engine(target: _Target) -> Engine:
     if target.backend == "postgresql":
         try:
@@ -207,17 +216,19 @@ def _make_engine(target: _Target) -> Engine:
         if target.schema is not None:
             options = _one(query["options"]) + " " if "options" in query else ""
             connect_args["options"] = f"{options}-c search_path={target.schema}"
-        return sa.create_engine(target.url, connect_args=connect_args, pool_pre_ping=True)
+        return sa.create_engine(target.url, connect_args=connect_args, pool_pre_ping=True, **_QUIET)
     if target.memory:
         engine = sa.create_engine(
             target.url,
             connect_args={"check_same_thread": False, "timeout": target.busy_timeout},
             poolclass=StaticPool,
+            **_QUIET,
         )
     else:
         engine = sa.create_engine(
             target.url,
             connect_args={"check_same_thread": False, "timeout": target.busy_timeout},
+            **_QUIET,
         )
     _sqlite_events(engine, target)
     return engine
