@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", dest="fresh", action="store_false", help="keep an existing SQLite file"
     )
     desk.set_defaults(run=_desk)
+    from sipantau_adapters.demo import add_parser as add_demo
+
+    add_demo(sub)
     plugins = sub.add_parser("plugins", help="list the installed plugins and storage schemes")
     plugins.set_defaults(run=_plugins)
     return parser

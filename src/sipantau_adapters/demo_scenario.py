@@ -185,6 +185,16 @@ def build_scenario(
     tz = chosen[0].time_zone.tzinfo
     day = datetime.combine(deployment.election_day, time(0, 0), tzinfo=tz)
     categories = sorted(_INCIDENT_TEXT)
+    # The TPS whose tally sheet is misread: at least two (one corrected later, one not).
+    http_stations = [s for s in chosen if monitor_of[s.code] not in sms]
+    n_ocr = min(len(http_stations), max(2, round(ocr_error_rate * len(chosen))))
+    misread_at = rng.sample(http_stations, n_ocr)
+    corrected = {
+        s.code
+        for i, s in enumerate(misread_at)
+        if i == 0 or (i > 1 and rng.random() < correction_rate)
+    }
+    misread = {s.code for s in misread_at}
     for station in chosen:
         monitor = monitor_of[station.code]
         channel = "sms" if monitor in sms else "http"
@@ -212,13 +222,11 @@ def build_scenario(
         at = _at(day, _TALLY_TIME, rng)
         share = _shares(rng, bias[station.code.district])
         tally = _tally(rng, station, contest.id, monitor, at, options, share)
-        wrong = (
-            _misread(rng, tally) if channel == "http" and rng.random() < ocr_error_rate else None
-        )
+        wrong = _misread(rng, tally) if station.code in misread else None
         if wrong is not None:
             ocr.append(code)
             events.append(DayEvent(at, monitor, code, wrong, channel, note="ocr"))
-            if rng.random() < correction_rate:
+            if station.code in corrected:
                 fixed = attrs.evolve(
                     tally,
                     amends=Amends(wrong.report_id, 1),
