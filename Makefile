@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml constraints.txt examples/plugin-musirawas/pyproject.tom
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sipantau check examples/lubuklinggau
-	$(BIN)/sipantau desk examples/lubuklinggau --storage sqlite:///.sipantau/demo.db
+	$(BIN)/sipantau demo examples/lubuklinggau --storage sqlite:///.sipantau/demo.db
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest

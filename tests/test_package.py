@@ -137,3 +137,70 @@ def test_cli_lists_plugins() -> None:
     assert main(["plugins"], out) == 0
     assert "sipantau:builtin" in out.getvalue()
     assert "sqlite" in out.getvalue()
+
+
+def test_cli_token_then_serve_answers_with_it(tmp_path: Path) -> None:
+    import io
+    import socket
+    import time
+
+    import httpx
+
+    db = f"sqlite:///{tmp_path / 'desk.db'}"
+    dep = str(ROOT / "examples" / "lubuklinggau")
+    out = io.StringIO()
+    assert (
+        main(
+            [
+                "token",
+                dep,
+                "--storage",
+                db,
+                "--id",
+                "koordinator",
+                "--role",
+                "coordinator",
+                "--scope",
+                "16.73",
+            ],
+            out,
+        )
+        == 0
+    )
+    token = out.getvalue().strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sipantau_adapters.cli",
+            "serve",
+            dep,
+            "--storage",
+            db,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        answer = httpx.get(
+            f"{url}/v1/tally/16.73", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["stations_expected"] == 326
+        refused = httpx.get(f"{url}/v1/tally/16.73", headers={"Authorization": "Bearer x"})
+        assert refused.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -172,6 +172,31 @@ def _plugins(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    from sipantau_adapters.http.server import serve
+
+    desk = Desk.open(args.deployment, storage=args.storage)
+    try:
+        out.write(f"sipantau: serving {desk.deployment.name} on http://{args.host}:{args.port}\n")
+        out.flush()
+        serve(desk, host=args.host, port=args.port)
+    finally:
+        desk.close()
+    return 0
+
+
+def _token(args: argparse.Namespace, out: TextIO) -> int:
+    desk = Desk.open(args.deployment, storage=args.storage)
+    try:
+        holder = Principal(id=args.id, role=Role(args.role), scope=args.scope)
+        system = Principal(id="sipantau-cli", role=Role.SYSTEM)
+        token = desk.issue_token(holder, principal=system)
+    finally:
+        desk.close()
+    out.write(f"{token}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sipantau", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", dest="fresh", action="store_false", help="keep an existing SQLite file"
     )
     desk.set_defaults(run=_desk)
+    serve = sub.add_parser("serve", help="serve a desk's HTTP API with uvicorn")
+    serve.add_argument("deployment", help="a deployment directory")
+    serve.add_argument("--storage", default="sqlite:///.sipantau/desk.db", help="storage URL")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
+    token = sub.add_parser("token", help="issue a staff token (printed once; stored as a hash)")
+    token.add_argument("deployment", help="a deployment directory")
+    token.add_argument("--storage", default="sqlite:///.sipantau/desk.db", help="storage URL")
+    token.add_argument("--id", required=True, help="who holds it, e.g. petugas-1")
+    token.add_argument(
+        "--role", required=True, choices=[r.value for r in Role if r is not Role.MONITOR]
+    )
+    token.add_argument("--scope", default=None, help="region code (none: system only)")
+    token.set_defaults(run=_token)
     from sipantau_adapters.demo import add_parser as add_demo
 
     add_demo(sub)
