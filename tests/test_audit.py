@@ -1093,6 +1093,9 @@ class _FailingTx(StorageTx):
     def audit(self, *, after: int = 0, limit: int | None = None) -> Any:
         return self._inner.audit(after=after, limit=limit)
 
+    def notifications(self, **kwargs: Any) -> Any:
+        return self._inner.notifications(**kwargs)
+
     def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
         return self._inner.audit_head(lock=lock)
 

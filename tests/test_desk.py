@@ -301,6 +301,9 @@ class TrackedTx(StorageTx):
     def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         return self.inner.audit(after=after, limit=limit)
 
+    def notifications(self, **kwargs: Any) -> Any:
+        return self.inner.notifications(**kwargs)
+
     def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
         return self.inner.audit_head(lock=lock)
 

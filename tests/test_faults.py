@@ -207,6 +207,10 @@ class _FaultyTx(StorageTx):
         self._step("monitors")
         return self._tx.monitors(ids)
 
+    def notifications(self, **kwargs: Any) -> Any:
+        self._step("notifications")
+        return self._tx.notifications(**kwargs)
+
     def write(self, batch: WriteBatch) -> None:
         self._step("write")
         self._storage.in_write = True

@@ -55,6 +55,9 @@ HOOK_TESTS = {
     "sipantau_storage_schemes": "test_hooks.py::test_storage_schemes_are_listed",
     "sipantau_rule_packs": "test_hooks.py::test_rule_packs_join_the_builtin_rules",
     "sipantau_incident_categories": "test_hooks.py::test_incident_categories_join_the_catalogue",
+    "sipantau_notification_channel": (
+        "test_notify_channels.py::test_notification_channels_are_made_by_kind_from_the_plugins"
+    ),
     "sipantau_desk_opened": "test_hooks.py::test_desk_opened",
     "sipantau_report_accepted": "test_hooks.py::test_report_accepted_and_flagged",
     "sipantau_report_flagged": "test_hooks.py::test_report_accepted_and_flagged",

@@ -1,14 +1,19 @@
 """The built-in plugin of sipantau_adapters, registered through the ``sipantau`` entry
 point exactly like a third party's: storage for ``memory://``, ``sqlite:///`` and
-``postgresql://``."""
+``postgresql://``; notification channels of the kinds ``webhook``, ``telegram``,
+``email`` and ``console``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from sipantau_core import hookimpl
 from sipantau_core.deployment import Deployment
 from sipantau_core.ports import Storage
+
+if TYPE_CHECKING:
+    from sipantau_core.notify import Channel
 
 SQL_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
 
@@ -30,3 +35,12 @@ def sipantau_storage(url: str, deployment: Deployment) -> Storage | None:
 
         return SQLStorage(url)
     return None
+
+
+@hookimpl
+def sipantau_notification_channel(
+    name: str, kind: str, settings: Mapping[str, Any], deployment: Deployment
+) -> Channel | None:
+    from sipantau_adapters.notify.factory import make_builtin_channel
+
+    return make_builtin_channel(name, kind, settings, deployment)

@@ -51,6 +51,7 @@ from sipantau_core.errors import (
     SipantauError,
     UnknownEntityError,
 )
+from sipantau_core.notify import Notifier, TickResult
 from sipantau_core.plugins import PluginError, Plugins
 from sipantau_core.ports import (
     COUNTED_STATUSES,
@@ -437,6 +438,9 @@ class Desk:
         self.require_signatures = bool(settings.get("require_signatures", False))
         self.signature_window = timedelta(hours=float(settings.get("signature_window_hours", 24)))
         self.audit = AuditLog(self, desk_key)
+        #: the notification channels and escalation rules of ``[settings.notifications]``
+        #: (``None`` without them); see :meth:`tick` and ``docs/notifications.md``
+        self.notifier: Notifier | None = None
 
     @classmethod
     def open(
@@ -482,11 +486,24 @@ class Desk:
             sealer=Sealer(seal_key) if seal_key is not None else None,
         )
         desk._enrol_deployment_monitors()
+        desk.notifier = Notifier.for_desk(desk)
         pm.desk_opened(desk)
         return desk
 
     def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
         self.storage.close()
+
+    def tick(self, now: datetime | None = None) -> TickResult:
+        """The desk's periodic job (run it every few seconds): find the TPS silent past a
+        stage deadline (in each TPS's own time zone), progress milestones and a quick
+        count that became callable; queue their alerts; send the notifications that are
+        due, in digests, redacted to each channel's clearance; record the outcomes. Does
+        nothing without ``[settings.notifications]``. See ``docs/notifications.md``."""
+        if self.notifier is None:
+            return TickResult()
+        return self.notifier.tick(now or self.clock())
 
     def __enter__(self) -> Desk:
         return self
@@ -715,6 +732,9 @@ class Desk:
                 with self.storage.transaction() as tx:
                     items, events, batch = self._plan(tx, prepared, principal, now)
                     batch.audit[:0] = denied
+                    if self.notifier is not None:
+                        # the alerts are queued in the transaction that stores the reports
+                        batch.notifications.extend(self.notifier.queue(events, now))
                     self._commit(tx, batch)
                 return items, events
             except ConflictError as e:

@@ -10,8 +10,8 @@ every plugin's answer. Application code never calls these directly: it goes thro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sipantau_core.deployment import Deployment
     from sipantau_core.desk import Desk, RegionEvent, ReportEvent
     from sipantau_core.domain import IncidentCategory
+    from sipantau_core.notify import Channel
     from sipantau_core.ports import Storage
     from sipantau_core.rules import Rule
 
@@ -74,6 +75,29 @@ def sipantau_incident_categories(deployment: Deployment) -> Iterable[IncidentCat
     :param deployment: the desk's deployment.
     :return: :class:`~sipantau_core.domain.IncidentCategory` objects; a code already in
         the catalogue must be defined identically.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Notifications
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sipantau_notification_channel(
+    name: str, kind: str, settings: Mapping[str, Any], deployment: Deployment
+) -> Channel | None:
+    """Make the notification channel ``name`` if this plugin makes channels of ``kind``.
+
+    :param name: the channel's name (``[settings.notifications.channels.NAME]``).
+    :param kind: its ``kind`` (``webhook``, ``telegram``, ``email``, ``console`` or a
+        plugin's own).
+    :param settings: the channel's table (``kind``, ``clearance`` and the kind's own
+        settings; secrets are named by environment variables, never written there).
+    :param deployment: the desk's deployment.
+    :return: a :class:`~sipantau_core.notify.Channel` with the configured clearance, or
+        ``None`` when ``kind`` is not this plugin's. *firstresult*: the first plugin
+        that answers wins.
     """
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sipantau_core.deployment import Deployment
     from sipantau_core.desk import Desk, RegionEvent, ReportEvent
     from sipantau_core.domain import IncidentCategory
+    from sipantau_core.notify import Channel
     from sipantau_core.ports import Storage
     from sipantau_core.rules import Rule
 
@@ -118,6 +119,17 @@ class Plugins:
             deployment=deployment
         )
         return [c for group in reversed(found) for c in group]
+
+    # -- notification channels -------------------------------------------------------------
+
+    def notification_channel(
+        self, name: str, kind: str, settings: Mapping[str, Any], deployment: Deployment
+    ) -> Channel | None:
+        """The channel ``name`` of ``kind`` from the first plugin that makes it."""
+        channel: Channel | None = self._pm.hook.sipantau_notification_channel(
+            name=name, kind=kind, settings=settings, deployment=deployment
+        )
+        return channel
 
     # -- events ----------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ __all__ = [
     "Decision",
     "DeviceKeyRecord",
     "MonitorRecord",
+    "NotificationRecord",
+    "NotificationStatus",
     "ReleaseRecord",
     "ReportFilter",
     "ReportStatus",
@@ -179,6 +181,45 @@ class MonitorRecord:
     enrolled_at: datetime
 
 
+class NotificationStatus(enum.Enum):
+    """Where a queued notification stands."""
+
+    PENDING = "pending"  # to be sent (again) at ``next_attempt_at``
+    SENT = "sent"  # delivered
+    GIVEN_UP = "given_up"  # not delivered, and no longer tried: ``given_up_reason`` says why
+
+
+@attrs.frozen
+class NotificationRecord:
+    """One alert for one recipient of one channel, in the desk's durable queue (see
+    :mod:`sipantau_core.notify`).
+
+    ``dedupe_key`` (unique by constraint) is derived from the event, the escalation rule,
+    the channel and the recipient: the same event is queued once per rule and recipient.
+    ``payload`` is the alert's JSON (facts, never personal data); the message is rendered
+    from it at send time, redacted to the channel's clearance. ``seq`` is assigned by the
+    storage when the record is first written (the queue's order); ``attempts``,
+    ``next_attempt_at``, ``last_error``, ``sent_at``, ``message_id`` (the message it went
+    out in) and ``given_up_reason`` are the delivery state."""
+
+    dedupe_key: str
+    event: str
+    rule: str
+    channel: str
+    recipient: str
+    kind: str
+    payload: str
+    created_at: datetime
+    next_attempt_at: datetime
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    last_error: str = ""
+    sent_at: datetime | None = None
+    message_id: str = ""
+    given_up_reason: str = ""
+    seq: int = 0
+
+
 @attrs.define
 class WriteBatch:
     """Everything one transaction writes."""
@@ -193,6 +234,10 @@ class WriteBatch:
     device_keys: list[DeviceKeyRecord] = attrs.field(factory=list)
     tokens: list[TokenRecord] = attrs.field(factory=list)
     monitors: list[MonitorRecord] = attrs.field(factory=list)
+    #: new notifications, queued unless one with the same ``dedupe_key`` is queued already
+    notifications: list[NotificationRecord] = attrs.field(factory=list)
+    #: the delivery state of queued notifications, replaced by ``dedupe_key``
+    notification_updates: list[NotificationRecord] = attrs.field(factory=list)
 
     def add(self, key: AggregateKey, delta: int) -> None:
         if delta:
@@ -210,6 +255,8 @@ class WriteBatch:
             or self.device_keys
             or self.tokens
             or self.monitors
+            or self.notifications
+            or self.notification_updates
         )
 
 
@@ -286,6 +333,23 @@ class StorageTx(abc.ABC):
     def monitors(self, ids: Iterable[str] | None = None) -> dict[str, MonitorRecord]:
         """Enrolled monitors (all, or those in ``ids``)."""
 
+    @abc.abstractmethod
+    def notifications(
+        self,
+        *,
+        statuses: Iterable[NotificationStatus] | None = None,
+        channel: str | None = None,
+        keys: Iterable[str] | None = None,
+        due: datetime | None = None,
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[NotificationRecord]:
+        """Queued notifications in queue order (``seq``): with a status among
+        ``statuses``, of ``channel``, with a ``dedupe_key`` among ``keys``, due
+        (``next_attempt_at <= due``); at most ``limit``. With ``lock``, concurrent
+        transactions that lock the same records wait for this one (so that one sender
+        claims them)."""
+
     # -- the write -----------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -295,8 +359,11 @@ class StorageTx(abc.ABC):
         and the transaction must be abandoned), set statuses, replace station states,
         add the aggregate deltas, append decisions, releases and audit entries (with the
         ``seq`` and ``link`` they carry: a ``seq`` taken already is a ``storage.race``
-        too), and insert or replace device keys (by key id), tokens (by hash) and
-        monitors (by id)."""
+        too), insert or replace device keys (by key id), tokens (by hash) and
+        monitors (by id), queue the new notifications (each numbered ``seq`` in batch
+        order; one whose ``dedupe_key`` is queued already is skipped, not an error) and
+        replace the delivery state of ``notification_updates`` by ``dedupe_key`` (keeping
+        ``seq``; a key not queued is a ``storage.integrity`` ConflictError)."""
 
 
 class Storage(abc.ABC):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,8 @@ from sipantau_core.ports import (
     Decision,
     DeviceKeyRecord,
     MonitorRecord,
+    NotificationRecord,
+    NotificationStatus,
     ReleaseRecord,
     ReportFilter,
     StationKey,
@@ -47,6 +50,8 @@ class _State:
         self.device_keys: dict[str, DeviceKeyRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}
         self.monitors: dict[str, MonitorRecord] = {}
+        self.notifications: dict[str, NotificationRecord] = {}  # by dedupe key, in seq order
+        self.notification_seq = 0
 
 
 class _MemoryTx(StorageTx):
@@ -126,6 +131,34 @@ class _MemoryTx(StorageTx):
             return dict(self._s.monitors)
         return {i: self._s.monitors[i] for i in ids if i in self._s.monitors}
 
+    def notifications(
+        self,
+        *,
+        statuses: Iterable[NotificationStatus] | None = None,
+        channel: str | None = None,
+        keys: Iterable[str] | None = None,
+        due: datetime | None = None,
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[NotificationRecord]:
+        wanted_statuses = set(statuses) if statuses is not None else None
+        if keys is not None:
+            wanted = set(keys)
+            records: Iterable[NotificationRecord] = sorted(
+                (self._s.notifications[k] for k in wanted if k in self._s.notifications),
+                key=lambda n: n.seq,
+            )
+        else:
+            records = self._s.notifications.values()
+        found = [
+            n
+            for n in records
+            if (wanted_statuses is None or n.status in wanted_statuses)
+            and (channel is None or n.channel == channel)
+            and (due is None or n.next_attempt_at <= due)
+        ]
+        return found[:limit] if limit is not None else found
+
     def write(self, batch: WriteBatch) -> None:
         s = self._s
         # Check every constraint before changing anything.
@@ -151,6 +184,15 @@ class _MemoryTx(StorageTx):
                     code="storage.race",
                 )
             expected += 1
+        updated_keys = {n.dedupe_key for n in batch.notification_updates}
+        new_keys = {n.dedupe_key for n in batch.notifications}
+        missing = updated_keys - set(s.notifications) - new_keys
+        if missing:
+            raise ConflictError(
+                f"{len(missing)} of the notifications whose delivery state the batch sets "
+                "are not queued",
+                code="storage.integrity",
+            )
         undo = self.undo
         for r in batch.reports:
             s.reports[r.report_id] = r
@@ -176,6 +218,21 @@ class _MemoryTx(StorageTx):
         _upsert(undo, s.device_keys, {k.key_id: k for k in batch.device_keys})
         _upsert(undo, s.tokens, {t.token_hash: t for t in batch.tokens})
         _upsert(undo, s.monitors, {m.id: m for m in batch.monitors})
+        self._queue(batch)
+
+    def _queue(self, batch: WriteBatch) -> None:
+        s, undo = self._s, self.undo
+        undo.append(partial(setattr, s, "notification_seq", s.notification_seq))
+        for record in batch.notifications:
+            if record.dedupe_key in s.notifications:
+                continue  # the same event, rule, channel and recipient: queued once
+            s.notification_seq += 1
+            s.notifications[record.dedupe_key] = attrs.evolve(record, seq=s.notification_seq)
+            undo.append(partial(_restore_any, s.notifications, record.dedupe_key, None))
+        for record in batch.notification_updates:
+            old = s.notifications[record.dedupe_key]
+            s.notifications[record.dedupe_key] = attrs.evolve(record, seq=old.seq)
+            undo.append(partial(s.notifications.__setitem__, record.dedupe_key, old))
 
 
 def _upsert(undo: list[Callable[[], None]], table: dict[str, Any], records: dict[str, Any]) -> None:

@@ -64,6 +64,7 @@ from sipantau_adapters.storage.sql_models import (
     DECISIONS,
     DEVICE_KEYS,
     MONITORS,
+    NOTIFICATIONS,
     RELEASES,
     REPORTS,
     STATIONS,
@@ -79,6 +80,8 @@ from sipantau_core.ports import (
     Decision,
     DeviceKeyRecord,
     MonitorRecord,
+    NotificationRecord,
+    NotificationStatus,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -706,6 +709,36 @@ _SQLITE["heal_head"] = sqlite_dialect.insert(AUDIT_HEAD).on_conflict_do_nothing(
 _DEVICE_KEY_COLUMNS = [DEVICE_KEYS.c[a.name] for a in attrs.fields(DeviceKeyRecord)]
 _TOKEN_COLUMNS = [TOKENS.c[a.name] for a in attrs.fields(TokenRecord)]
 _MONITOR_COLUMNS = [MONITORS.c[a.name] for a in attrs.fields(MonitorRecord)]
+_NOTIFICATION_NAMES = [a.name for a in attrs.fields(NotificationRecord)]
+_NOTIFICATION_COLUMNS = [NOTIFICATIONS.c[name] for name in _NOTIFICATION_NAMES]
+_NOTIFICATION_STATUS = {s.value: s for s in NotificationStatus}
+#: the delivery state a notification update replaces
+_DELIVERY_STATE = (
+    "status", "attempts", "next_attempt_at", "last_error", "sent_at", "message_id",
+    "given_up_reason",
+)  # fmt: skip
+_PG["queue"] = pg.insert(NOTIFICATIONS).on_conflict_do_nothing(index_elements=["dedupe_key"])
+_SQLITE["queue"] = sqlite_dialect.insert(NOTIFICATIONS).on_conflict_do_nothing(
+    index_elements=["dedupe_key"]
+)
+_NOTIFICATION_UPDATE = (
+    sa.update(NOTIFICATIONS)
+    .where(NOTIFICATIONS.c.dedupe_key == sa.bindparam("b_dedupe_key"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _DELIVERY_STATE})
+)
+
+
+def _notification(row: Any) -> NotificationRecord:
+    values = dict(row._mapping)
+    values["status"] = _NOTIFICATION_STATUS[values["status"]]
+    return NotificationRecord(**values)
+
+
+def _notification_values(record: NotificationRecord) -> dict[str, Any]:
+    values = attrs.asdict(record, recurse=False)
+    del values["seq"]  # numbered by the database
+    values["status"] = record.status.value
+    return values
 
 
 def _check_audit(entries: Sequence[AuditRecord]) -> None:
@@ -924,6 +957,39 @@ class _SQLTx(StorageTx):
             found = [MonitorRecord(**row._mapping) for row in rows]
         return {m.id: m for m in sorted(found, key=lambda m: m.id)}
 
+    def notifications(
+        self,
+        *,
+        statuses: Iterable[NotificationStatus] | None = None,
+        channel: str | None = None,
+        keys: Iterable[str] | None = None,
+        due: datetime | None = None,
+        limit: int | None = None,
+        lock: bool = False,
+    ) -> list[NotificationRecord]:
+        n = NOTIFICATIONS
+        stmt = sa.select(*_NOTIFICATION_COLUMNS).order_by(n.c.seq)
+        if statuses is not None:
+            wanted = sorted(s.value for s in statuses)
+            if not wanted:
+                return []
+            stmt = stmt.where(n.c.status.in_(wanted))
+        if channel is not None:
+            stmt = stmt.where(n.c.channel == channel)
+        if due is not None:
+            stmt = stmt.where(n.c.next_attempt_at <= due)
+        if lock and self._pg:
+            # SQLite: BEGIN IMMEDIATE holds the database's write lock already
+            stmt = stmt.with_for_update()
+        with self._errors():
+            if keys is None:
+                if limit is not None:
+                    stmt = stmt.limit(limit)
+                return [_notification(row) for row in self._conn.execute(stmt)]
+            found = [_notification(row) for row in self._in_chunks(stmt, n.c.dedupe_key, keys)]
+        found.sort(key=lambda r: r.seq)
+        return found[:limit] if limit is not None else found
+
     # -- the write -----------------------------------------------------------------------
 
     def write(self, batch: WriteBatch) -> None:
@@ -1004,6 +1070,31 @@ class _SQLTx(StorageTx):
                 latest = {getattr(r, key): r for r in records}
                 rows = [attrs.asdict(latest[k], recurse=False) for k in sorted(latest)]
                 conn.execute((_PG if self._pg else _SQLITE)[name], rows)
+        if batch.notifications:
+            self._queue(batch.notifications)
+        if batch.notification_updates:
+            self._update_notifications(batch.notification_updates)
+
+    def _queue(self, records: list[NotificationRecord]) -> None:
+        """Insert the new notifications in batch order (so ``seq`` follows it); a key
+        queued already (or twice in the batch) is skipped by the unique constraint."""
+        rows = [_notification_values(r) for r in records]
+        self._conn.execute((_PG if self._pg else _SQLITE)["queue"], rows)
+
+    def _update_notifications(self, records: list[NotificationRecord]) -> None:
+        latest = {r.dedupe_key: r for r in records}  # the last of a key wins
+        rows = []
+        for key in sorted(latest):  # rows locked in key order
+            values = _notification_values(latest[key])
+            rows.append({f"b_{name}": values[name] for name in ("dedupe_key", *_DELIVERY_STATE)})
+        # executemany: both drivers sum the rows each parameter set updated
+        updated = self._conn.execute(_NOTIFICATION_UPDATE, rows).rowcount
+        if updated != len(rows):
+            raise ConflictError(
+                f"{len(rows) - updated} of the notifications whose delivery state the batch "
+                "sets are not queued",
+                code="storage.integrity",
+            )
 
     def _move_head(self, entries: list[AuditRecord]) -> None:
         """Move the log's head from the entry before the batch's first to its last; a head

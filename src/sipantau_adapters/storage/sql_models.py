@@ -10,7 +10,8 @@ unique; a station's state has one row per ``(contest, station)``; an aggregate c
 row per ``(contest, region, name)``; a report's status is one of the port's statuses; an
 audit entry's ``seq`` (assigned by the desk) is unique and positive, and ``audit_head`` has
 one row, the last entry's ``(seq, link)``; a device key, a staff token and a monitor have
-one row per key id, token hash and monitor id.
+one row per key id, token hash and monitor id; a queued notification one row per
+``dedupe_key`` (0004), its status one of the port's notification statuses.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from sipantau_core.ports import ReportStatus
+from sipantau_core.ports import NotificationStatus, ReportStatus
 
 __all__ = [
     "AGGREGATES",
@@ -33,6 +34,7 @@ __all__ = [
     "DECISIONS",
     "DEVICE_KEYS",
     "MONITORS",
+    "NOTIFICATIONS",
     "RELEASES",
     "REPORTS",
     "STATIONS",
@@ -44,6 +46,7 @@ __all__ = [
     "DecisionRow",
     "DeviceKeyRow",
     "MonitorRow",
+    "NotificationRow",
     "ReleaseRow",
     "ReportRow",
     "StationStateRow",
@@ -256,6 +259,41 @@ class MonitorRow(_Base, table=True):
     enrolled_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
 
 
+_NOTIFICATION_STATUSES = ", ".join(f"'{s.value}'" for s in NotificationStatus)
+
+
+class NotificationRow(_Base, table=True):
+    """A queued notification (:class:`~sipantau_core.ports.NotificationRecord`), 0004:
+    ``seq`` (the queue's order) is assigned by the database; ``dedupe_key`` is unique, so
+    the same event, rule, channel and recipient is queued once; the senders look for the
+    pending ones by ``(status, next_attempt_at)``."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.UniqueConstraint("dedupe_key", name="uq_notifications_dedupe_key"),
+        sa.CheckConstraint(f"status IN ({_NOTIFICATION_STATUSES})", name="ck_notifications_status"),
+        sa.CheckConstraint("attempts >= 0", name="ck_notifications_attempts"),
+        sa.Index("ix_notifications_status_due", "status", "next_attempt_at"),
+    )
+
+    seq: int | None = Field(default=None, sa_type=sa.Integer(), primary_key=True)
+    dedupe_key: str = Field(sa_type=sa.String(), nullable=False)
+    event: str = Field(sa_type=sa.String(), nullable=False)
+    rule: str = Field(sa_type=sa.String(), nullable=False)
+    channel: str = Field(sa_type=sa.String(), nullable=False)
+    recipient: str = Field(sa_type=sa.String(), nullable=False)
+    kind: str = Field(sa_type=sa.String(), nullable=False)
+    payload: str = Field(sa_type=sa.Text(), nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    status: str = Field(sa_type=sa.String(), nullable=False)
+    attempts: int = Field(sa_type=sa.Integer(), nullable=False)
+    last_error: str = Field(sa_type=sa.Text(), nullable=False)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime(), nullable=True)
+    message_id: str = Field(sa_type=sa.String(), nullable=False)
+    given_up_reason: str = Field(sa_type=sa.Text(), nullable=False)
+
+
 REPORTS: sa.Table = metadata.tables["reports"]
 STATIONS: sa.Table = metadata.tables["station_states"]
 AGGREGATES: sa.Table = metadata.tables["aggregates"]
@@ -266,3 +304,4 @@ AUDIT_HEAD: sa.Table = metadata.tables["audit_head"]
 DEVICE_KEYS: sa.Table = metadata.tables["device_keys"]
 TOKENS: sa.Table = metadata.tables["staff_tokens"]
 MONITORS: sa.Table = metadata.tables["monitors"]
+NOTIFICATIONS: sa.Table = metadata.tables["notifications"]

@@ -57,6 +57,8 @@ from sipantau_core.ports import (
     Decision,
     DeviceKeyRecord,
     MonitorRecord,
+    NotificationRecord,
+    NotificationStatus,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -70,6 +72,27 @@ from sipantau_core.ports import (
 __all__ = ["DeskContract", "StorageContract", "small_deployment"]
 
 T0 = datetime(2024, 11, 27, 6, 0, tzinfo=UTC)
+
+
+def _notification(
+    n: int,
+    *,
+    channel: str = "telegram",
+    recipient: str = "-1001",
+    at: datetime = T0,
+    key: str | None = None,
+) -> NotificationRecord:
+    return NotificationRecord(
+        dedupe_key=key or f"{n:064x}",
+        event=f"incident:{n}",
+        rule="kejadian-berat",
+        channel=channel,
+        recipient=recipient,
+        kind="incident",
+        payload=json.dumps({"n": n}),
+        created_at=at,
+        next_attempt_at=at + timedelta(minutes=1),
+    )
 
 
 def _stored(
@@ -336,6 +359,101 @@ class StorageContract:
             assert tx.token("d" * 64) is None
             assert tx.monitors() == {"LLG-0001": monitor}
             assert tx.monitors(["LLG-0001", "LLG-0009"]) == {"LLG-0001": monitor}
+
+    # -- the notification queue ----------------------------------------------------------
+
+    def test_notifications_are_queued_once_by_key_in_order(self, storage: Storage) -> None:
+        a, b, c = _notification(1), _notification(2), _notification(3)
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(notifications=[a, b, attrs.evolve(a, rule="other")]))
+        with storage.transaction() as tx:
+            # the same key again: skipped, not an error, and the rest of the batch is written
+            tx.write(WriteBatch(notifications=[attrs.evolve(b, payload="{}"), c]))
+        with storage.transaction() as tx:
+            found = tx.notifications()
+        assert [n.dedupe_key for n in found] == [a.dedupe_key, b.dedupe_key, c.dedupe_key]
+        assert found[0] == attrs.evolve(a, seq=found[0].seq)  # the first write wins
+        assert found[1].payload == b.payload
+        assert 0 < found[0].seq < found[1].seq < found[2].seq
+
+    def test_notification_filters_and_times(self, storage: Storage) -> None:
+        wita = datetime(2024, 11, 27, 9, 30, 15, 123456, tzinfo=UTC).astimezone()
+        a = _notification(1, at=wita)
+        b = _notification(2, channel="email", recipient="kasubid@example.org")
+        c = _notification(3, at=T0 + timedelta(hours=1))
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(notifications=[a, b, c]))
+        pending = [NotificationStatus.PENDING]
+        with storage.transaction() as tx:
+            got = tx.notifications(keys=[a.dedupe_key])[0]
+            assert got.created_at == wita
+            assert got.created_at.tzinfo is not None
+            assert got.next_attempt_at == wita + timedelta(minutes=1)
+            keys = [n.dedupe_key for n in tx.notifications(statuses=pending)]
+            assert keys == [a.dedupe_key, b.dedupe_key, c.dedupe_key]
+            assert tx.notifications(statuses=[NotificationStatus.SENT]) == []
+            assert tx.notifications(statuses=[]) == []
+            assert [n.channel for n in tx.notifications(channel="email")] == ["email"]
+            due = tx.notifications(due=T0 + timedelta(minutes=1), lock=True)
+            assert [n.dedupe_key for n in due] == [b.dedupe_key]  # a: 09:30 UTC, c: 07:01
+            assert len(tx.notifications(limit=2)) == 2
+            assert tx.notifications(keys=[c.dedupe_key, a.dedupe_key, "x" * 64]) == [
+                tx.notifications(keys=[a.dedupe_key])[0],
+                tx.notifications(keys=[c.dedupe_key])[0],
+            ]
+            assert tx.notifications(keys=[]) == []
+
+    def test_notification_delivery_state_is_replaced_by_key(self, storage: Storage) -> None:
+        a, b = _notification(1), _notification(2)
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(notifications=[a, b]))
+            queued = tx.notifications(keys=[a.dedupe_key])[0]
+        sent = attrs.evolve(
+            a,
+            status=NotificationStatus.SENT,
+            attempts=1,
+            sent_at=T0 + timedelta(minutes=2),
+            message_id="msg_1",
+        )
+        given_up = attrs.evolve(
+            b,
+            status=NotificationStatus.GIVEN_UP,
+            attempts=3,
+            last_error="telegram: 403 bot was kicked",
+            given_up_reason="permanent: telegram: 403 bot was kicked",
+        )
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(notification_updates=[sent, given_up]))
+        with storage.transaction() as tx:
+            assert tx.notifications(keys=[a.dedupe_key]) == [attrs.evolve(sent, seq=queued.seq)]
+            assert tx.notifications(statuses=[NotificationStatus.GIVEN_UP])[0].given_up_reason
+            assert tx.notifications(statuses=[NotificationStatus.PENDING]) == []
+
+    def test_an_update_of_a_notification_not_queued_writes_nothing(self, storage: Storage) -> None:
+        a = _notification(1)
+        with pytest.raises(ConflictError) as info, storage.transaction() as tx:
+            tx.write(
+                WriteBatch(
+                    reports=[_stored()],
+                    notifications=[a],
+                    notification_updates=[_notification(2)],
+                )
+            )
+        assert info.value.code == "storage.integrity"
+        with storage.transaction() as tx:
+            assert tx.notifications() == []
+            assert tx.reports(ReportFilter()) == []
+
+    def test_notifications_are_written_with_the_reports_or_not_at_all(
+        self, storage: Storage
+    ) -> None:
+        first = _stored()
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[first]))
+        with pytest.raises(ConflictError), storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[first], notifications=[_notification(1)]))
+        with storage.transaction() as tx:
+            assert tx.notifications() == []
 
     def test_data_survives_reopening(self, storage: Storage) -> None:
         if not self.persistent:
