@@ -58,6 +58,8 @@ HOOK_TESTS = {
     "sipantau_notification_channel": (
         "test_notify_channels.py::test_notification_channels_are_made_by_kind_from_the_plugins"
     ),
+    "sipantau_sms_gateway": "test_sms.py::test_a_plugin_can_serve_a_gateway_through_the_hook",
+    "sipantau_sms_gateway_names": "test_sms.py::test_a_plugin_can_serve_a_gateway_through_the_hook",
     "sipantau_desk_opened": "test_hooks.py::test_desk_opened",
     "sipantau_report_accepted": "test_hooks.py::test_report_accepted_and_flagged",
     "sipantau_report_flagged": "test_hooks.py::test_report_accepted_and_flagged",

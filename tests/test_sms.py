@@ -20,7 +20,6 @@ from urllib.parse import parse_qsl
 import anyio
 import attrs
 import httpx
-import pluggy
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -49,7 +48,6 @@ from sipantau_adapters.sms import (
     verify_pin,
     write_pin_csv,
 )
-from sipantau_adapters.sms import plugin as sms_plugin
 from sipantau_adapters.storage.memory import MemoryStorage
 from sipantau_core import (
     Candidate,
@@ -66,7 +64,6 @@ from sipantau_core import (
     TimeZone,
     hookimpl,
 )
-from sipantau_core.hookspecs import PROJECT
 from sipantau_core.plugins import Plugins
 from sipantau_core.rules import check_tally
 from sipantau_core.testing.contracts import small_deployment
@@ -815,21 +812,7 @@ def test_the_gateway_config_reads_its_secrets_from_the_environment(
         GatewayConfig.from_settings({"send_url": SEND_URL, "send_format": "xml"})
 
 
-class SmsGatewaySpecs:
-    """The proposed hooks, declared here until the core has them."""
-
-    hookspec = pluggy.HookspecMarker(PROJECT)
-
-    @hookspec(firstresult=True)
-    def sipantau_sms_gateway(self, name: str, settings: Any) -> Any:
-        """Open the gateway called ``name``."""
-
-    @hookspec
-    def sipantau_sms_gateway_names(self) -> Any:
-        """The gateway names served."""
-
-
-def test_a_plugin_can_serve_a_gateway_through_the_proposed_hook() -> None:
+def test_a_plugin_can_serve_a_gateway_through_the_hook() -> None:
     class Zenziva:
         @hookimpl
         def sipantau_sms_gateway(self, name: str, settings: Any) -> Any:
@@ -841,12 +824,8 @@ def test_a_plugin_can_serve_a_gateway_through_the_proposed_hook() -> None:
         def sipantau_sms_gateway_names(self) -> Any:
             return ["zenziva"]
 
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(SmsGatewaySpecs)
-    pm.register(sms_plugin)
-    pm.register(Zenziva())
-    pm.check_pending()
-    plugins = Plugins(pm)
+    plugins = Plugins.load([Zenziva()], autoload=False)
+    pm = plugins.manager
     dep = sms_deployment(sms={"gateway": "zenziva"})
     gateway = open_gateway(dep, plugins=plugins)
     assert isinstance(gateway, GenericHttpGateway)
@@ -856,8 +835,8 @@ def test_a_plugin_can_serve_a_gateway_through_the_proposed_hook() -> None:
         plugins=plugins,
     )
     assert isinstance(generic, GenericHttpGateway) and generic.config.send_url == SEND_URL
-    names = sorted(n for group in pm.hook.sipantau_sms_gateway_names() for n in group)
-    assert names == ["generic", "zenziva"]
+    assert plugins.sms_gateway_names() == ["generic", "zenziva"]
+    assert pm.is_registered(Zenziva) is False
     with pytest.raises(SmsConfigError) as e:
         open_gateway(sms_deployment(sms={"gateway": "nope"}), plugins=plugins)
     assert e.value.code == "sms.unknown_gateway"

@@ -44,3 +44,17 @@ def sipantau_notification_channel(
     from sipantau_adapters.notify.factory import make_builtin_channel
 
     return make_builtin_channel(name, kind, settings, deployment)
+
+
+@hookimpl
+def sipantau_sms_gateway(name: str, settings: Mapping[str, Any]) -> Any | None:
+    from sipantau_adapters.sms.plugin import sipantau_sms_gateway as gateway
+
+    return gateway(name=name, settings=settings)
+
+
+@hookimpl
+def sipantau_sms_gateway_names() -> Iterable[str]:
+    from sipantau_adapters.sms.gateway import BUILTIN_GATEWAYS
+
+    return tuple(BUILTIN_GATEWAYS)

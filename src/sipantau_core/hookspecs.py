@@ -102,6 +102,31 @@ def sipantau_notification_channel(
 
 
 # ---------------------------------------------------------------------------------------
+# SMS gateways
+# ---------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sipantau_sms_gateway(name: str, settings: Mapping[str, Any]) -> Any | None:
+    """Open the SMS gateway called ``name`` if this plugin serves it.
+
+    :param name: the gateway named by ``[settings.sms] gateway`` (``generic`` by default).
+    :param settings: the deployment's ``[settings.sms]`` table.
+    :return: an object with the ``sipantau_adapters.sms.SmsGateway`` interface (parse an
+        inbound webhook, send a reply), or ``None``. *firstresult*: the first plugin that
+        answers wins.
+    """
+
+
+@hookspec
+def sipantau_sms_gateway_names() -> Iterable[str]:
+    """The gateway names this plugin's :func:`sipantau_sms_gateway` serves.
+
+    :return: names such as ``["generic"]``.
+    """
+
+
+# ---------------------------------------------------------------------------------------
 # Lifecycle events (called after the transaction committed)
 # ---------------------------------------------------------------------------------------
 

@@ -131,6 +131,16 @@ class Plugins:
         )
         return channel
 
+    # -- SMS gateways ------------------------------------------------------------------------
+
+    def sms_gateway(self, name: str, settings: Mapping[str, Any]) -> Any | None:
+        """The SMS gateway ``name`` from the first plugin that serves it, or ``None``."""
+        return self._pm.hook.sipantau_sms_gateway(name=name, settings=settings)
+
+    def sms_gateway_names(self) -> list[str]:
+        found: list[Iterable[str]] = self._pm.hook.sipantau_sms_gateway_names()
+        return sorted({n for group in found for n in group})
+
     # -- events ----------------------------------------------------------------------------
 
     def desk_opened(self, desk: Desk) -> None:

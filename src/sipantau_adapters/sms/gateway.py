@@ -416,17 +416,15 @@ def open_gateway(
 ) -> SmsGateway:
     """The gateway named by ``[settings.sms] gateway`` (default ``generic``).
 
-    Plugins answer first through the proposed *firstresult* hook
-    ``sipantau_sms_gateway(name, settings)`` when the plugin manager has it; then the
-    built-ins. ``transport`` (for tests) goes to the built-in generic gateway."""
+    Plugins answer first through the *firstresult* hook ``sipantau_sms_gateway(name,
+    settings)`` (external plugins before the built-in one); then the built-ins.
+    ``transport`` (for tests) goes to the built-in generic gateway."""
     settings = sms_settings(deployment.settings)
     name = str(settings.get("gateway", "generic"))
-    if plugins is not None:
-        hook = getattr(plugins.manager.hook, "sipantau_sms_gateway", None)
-        if hook is not None:
-            found: SmsGateway | None = hook(name=name, settings=settings)
-            if found is not None:
-                return found
+    if plugins is not None and (name != "generic" or transport is None):
+        found: SmsGateway | None = plugins.sms_gateway(name, settings)
+        if found is not None:
+            return found
     if name == "generic":
         return GenericHttpGateway.from_settings(settings, transport=transport)
     factory = BUILTIN_GATEWAYS.get(name)
