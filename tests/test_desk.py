@@ -1049,3 +1049,25 @@ def test_lubuklinggau_sample_tallies_counted_at_every_level() -> None:
     again = desk.submit_many(lines, principal=SYSTEM)
     assert again.count("duplicate") == 40
     assert desk.tally("16.73", principal=COORDINATOR) == city
+
+
+def test_submit_many_with_a_principal_per_report_equals_one_by_one() -> None:
+    """A server batches many monitors' reports into one transaction: each report keeps
+    its own principal, with the same checks and results as submitting them one by one."""
+    from sipantau_core.testing.contracts import _monitor, _tally, small_deployment
+
+    reports = [_tally(1, (100, 200)), _tally(2, (50, 60)), _tally(3, (5, 5))]
+    principals = [_monitor(1), _monitor(1), _monitor(3)]  # the second is for another TPS
+    bulk = Desk.open(small_deployment()).submit_many(reports, principal=principals)
+    single = Desk.open(small_deployment())
+    one_by_one: list[str] = []
+    for report, principal in zip(reports, principals, strict=True):
+        try:
+            one_by_one.append(single.submit(report, principal=principal).status)
+        except SipantauError as e:
+            one_by_one.append(e.code)
+    got = [x.status if isinstance(x, Receipt) else x.code for x in bulk.items]
+    assert got == one_by_one == ["accepted", "access.out_of_scope", "accepted"]
+    with pytest.raises(SipantauError) as info:
+        Desk.open(small_deployment()).submit_many(reports, principal=principals[:2])
+    assert info.value.code == "desk.bad_call"

@@ -304,6 +304,7 @@ class _Prepared:
     digest: str
     verdict: Verdict | None
     station: PollingStation
+    principal: Principal
 
 
 def _visible(principal: Principal, record: AuditRecord) -> bool:
@@ -526,11 +527,23 @@ class Desk:
             raise item
         return item
 
-    def submit_many(self, reports: Iterable[Submission], *, principal: Principal) -> BulkResult:
+    def submit_many(
+        self, reports: Iterable[Submission], *, principal: Principal | Sequence[Principal]
+    ) -> BulkResult:
         """The bulk path: the same checks and the same results as submitting the reports
-        one by one, in order, but in one transaction."""
+        one by one, in order, but in one transaction. ``principal`` is who submits them
+        all, or one principal per report (a server batching many monitors' reports)."""
         now = self.clock()
         submissions = [self._read_submission(raw) for raw in reports]
+        if isinstance(principal, Principal):
+            principals = [principal] * len(submissions)
+        else:
+            principals = list(principal)
+            if len(principals) != len(submissions):
+                raise SipantauError(
+                    f"submit_many: {len(submissions)} reports but {len(principals)} principals",
+                    code="desk.bad_call",
+                )
         key_ids = {x.signature.key_id for x in submissions if isinstance(x, SignedReport)}
         keys: dict[str, DeviceKeyRecord] = {}
         if key_ids:
@@ -538,11 +551,11 @@ class Desk:
                 keys = {k.key_id: k for k in tx.device_keys(key_ids=key_ids)}
         prepared: list[_Prepared | SipantauError] = []
         denied: list[AuditRecord] = []
-        for item in submissions:
+        for item, principal_i in zip(submissions, principals, strict=True):
             try:
                 if isinstance(item, SipantauError):
                     raise item
-                prepared.append(self._prepare(item, principal, keys, now))
+                prepared.append(self._prepare(item, principal_i, keys, now))
             except SipantauError as e:
                 prepared.append(e)
                 if isinstance(e, PermissionDenied | SignatureError):
@@ -557,10 +570,10 @@ class Desk:
                     )
                     denied.append(
                         self._audit_entry(
-                            principal, "submit", "report", f"denied:{e.code}", now, where=where
+                            principal_i, "submit", "report", f"denied:{e.code}", now, where=where
                         )
                     )
-        items, events = self._store(prepared, principal, now, denied)
+        items, events = self._store(prepared, now, denied)
         for event in events:
             self.plugins.report_event(self, event)
         return BulkResult(tuple(items))
@@ -688,6 +701,7 @@ class Desk:
             digest=hashlib.sha256(raw_bytes).hexdigest(),
             verdict=verdict,
             station=station,
+            principal=principal,
         )
 
     def _check_submitter(self, report: Report, principal: Principal) -> None:
@@ -723,14 +737,13 @@ class Desk:
     def _store(
         self,
         prepared: Sequence[_Prepared | SipantauError],
-        principal: Principal,
         now: datetime,
         denied: list[AuditRecord],
     ) -> tuple[list[Receipt | SipantauError], list[ReportEvent]]:
         for attempt in range(MAX_RETRIES):
             try:
                 with self.storage.transaction() as tx:
-                    items, events, batch = self._plan(tx, prepared, principal, now)
+                    items, events, batch = self._plan(tx, prepared, now)
                     batch.audit[:0] = denied
                     if self.notifier is not None:
                         # the alerts are queued in the transaction that stores the reports
@@ -747,15 +760,9 @@ class Desk:
         self,
         tx: StorageTx,
         prepared: Sequence[_Prepared | SipantauError],
-        principal: Principal,
         now: datetime,
     ) -> tuple[list[Receipt | SipantauError], list[ReportEvent], WriteBatch]:
         ok = [p for p in prepared if isinstance(p, _Prepared)]
-        ids = {p.report.report_id for p in ok} | {
-            p.report.amends.report_id for p in ok if p.report.amends is not None
-        }
-        known = tx.get_reports(ids) if ids else {}
-        heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
         keys = sorted(
             {
                 (p.report.contest, p.report.station.compact)
@@ -763,7 +770,14 @@ class Desk:
                 if isinstance(p.report, TallyReport)
             }
         )
+        # Lock the stations first: the reads below then see what concurrent writers of
+        # the same stations committed, and a lost race resolves on the first retry.
         states = tx.station_states(keys, lock=True) if keys else {}
+        ids = {p.report.report_id for p in ok} | {
+            p.report.amends.report_id for p in ok if p.report.amends is not None
+        }
+        known = tx.get_reports(ids) if ids else {}
+        heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
         batch = WriteBatch()
         items: list[Receipt | SipantauError] = []
         events: list[ReportEvent] = []
@@ -772,7 +786,7 @@ class Desk:
                 items.append(p)
                 continue
             try:
-                receipt, event = self._plan_one(p, principal, now, known, heads, states, batch)
+                receipt, event = self._plan_one(p, now, known, heads, states, batch)
             except SipantauError as e:
                 items.append(e)
                 continue
@@ -784,7 +798,6 @@ class Desk:
     def _plan_one(
         self,
         p: _Prepared,
-        principal: Principal,
         now: datetime,
         known: dict[UUID, StoredReport],
         heads: dict[UUID, StoredReport],
@@ -792,6 +805,7 @@ class Desk:
         batch: WriteBatch,
     ) -> tuple[Receipt, ReportEvent | None]:
         report = p.report
+        principal = p.principal
         existing = known.get(report.report_id)
         if existing is not None:
             if existing.digest != p.digest:
