@@ -534,6 +534,31 @@ def _report_lookups(postgresql: bool) -> dict[str, Any]:
     }
 
 
+def _upsert_stations_from(source: Any) -> Any:
+    """``INSERT … SELECT`` of station states from ``source`` (a staging table or an
+    ``unnest`` of arrays), replacing the rows that exist, in key order."""
+    ins = pg.insert(STATIONS).from_select(
+        ["contest", "station", "chain_id", "counted_report_id", "counted_version", "counters"],
+        sa.select(
+            source.c.contest,
+            source.c.station,
+            source.c.chain_id,
+            source.c.counted_report_id,
+            source.c.counted_version,
+            sa.cast(source.c.counters, sa.JSON()),
+        ).order_by(source.c.contest, source.c.station),
+    )
+    return ins.on_conflict_do_update(
+        index_elements=["contest", "station"],
+        set_={
+            "chain_id": ins.excluded.chain_id,
+            "counted_report_id": ins.excluded.counted_report_id,
+            "counted_version": ins.excluded.counted_version,
+            "counters": ins.excluded.counters,
+        },
+    )
+
+
 def _pg_statements() -> dict[str, Any]:
     s: dict[str, Any] = _report_lookups(postgresql=True)
     key_cols = (("contest", sa.String()), ("station", sa.String()))
@@ -571,53 +596,15 @@ def _pg_statements() -> dict[str, Any]:
         .order_by(STATIONS.c.contest, STATIONS.c.station)
         .with_for_update(of=STATIONS)
     )
-    t = _STAGE_STATIONS
-    ins = pg.insert(STATIONS).from_select(
-        ["contest", "station", "chain_id", "counted_report_id", "counted_version", "counters"],
-        sa.select(
-            t.c.contest,
-            t.c.station,
-            t.c.chain_id,
-            t.c.counted_report_id,
-            t.c.counted_version,
-            sa.cast(t.c.counters, sa.JSON()),
-        ).order_by(t.c.contest, t.c.station),
-    )
-    s["stations_staged"] = ins.on_conflict_do_update(
-        index_elements=["contest", "station"],
-        set_={
-            "chain_id": ins.excluded.chain_id,
-            "counted_report_id": ins.excluded.counted_report_id,
-            "counted_version": ins.excluded.counted_version,
-            "counters": ins.excluded.counters,
-        },
-    )
-    u = _unnest(
-        *key_cols,
-        ("chain_id", sa.Uuid()),
-        ("counted_report_id", sa.Uuid()),
-        ("counted_version", sa.Integer()),
-        ("counters", sa.Text()),
-    )
-    ins = pg.insert(STATIONS).from_select(
-        ["contest", "station", "chain_id", "counted_report_id", "counted_version", "counters"],
-        sa.select(
-            u.c.contest,
-            u.c.station,
-            u.c.chain_id,
-            u.c.counted_report_id,
-            u.c.counted_version,
-            sa.cast(u.c.counters, sa.JSON()),
-        ).order_by(u.c.contest, u.c.station),
-    )
-    s["stations"] = ins.on_conflict_do_update(
-        index_elements=["contest", "station"],
-        set_={
-            "chain_id": ins.excluded.chain_id,
-            "counted_report_id": ins.excluded.counted_report_id,
-            "counted_version": ins.excluded.counted_version,
-            "counters": ins.excluded.counters,
-        },
+    s["stations_staged"] = _upsert_stations_from(_STAGE_STATIONS)
+    s["stations"] = _upsert_stations_from(
+        _unnest(
+            *key_cols,
+            ("chain_id", sa.Uuid()),
+            ("counted_report_id", sa.Uuid()),
+            ("counted_version", sa.Integer()),
+            ("counters", sa.Text()),
+        )
     )
     u = _unnest(("contest", sa.String()), ("region", sa.String()), ("name", sa.String()),
                 ("value", sa.BigInteger()))  # fmt: skip
