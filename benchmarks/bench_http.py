@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_http.py [--reports 12000] [--clients 64]
         [--pg URL] [--sqlite-dir DIR] [--skip-pg] [--skip-sqlite] [--one-by-one 2000]
-        [--window-ms 5] [--max-batch 256] [--runs per-principal,multi,noop]
+        [--window-ms 5] [--max-batch 256] [--runs per-principal,noop]
         [--processes 1] [--switch-interval S] [--profile]
 
 SIGNED tally reports (one per TPS of a synthetic deployment of ``--reports`` TPS in Kota
@@ -17,11 +17,9 @@ keys written first) and signed before any timing. Then, per backend (an SQLite f
   acknowledged ``201`` only after its transaction committed; the run checks every status
   and the city's tally afterwards. The runs (``--runs``):
 
-  - ``per-principal``: the server as shipped (``desk.submit_many`` once per principal;
-    each signed report is its own monitor's, so one transaction per report);
-  - ``multi``: a *prototype* batch function that writes a whole batch of several
-    principals in one transaction (through the desk's private methods: what a public
-    multi-principal bulk call on the desk would give);
+  - ``per-principal``: the server as shipped: the group commit writes each window of
+    submissions, from many monitors, in one ``desk.submit_many`` call with a principal
+    per report (one transaction);
   - ``noop``: a batch function that stores nothing (the HTTP side's own ceiling).
 
 * **in process**: the same kind of reports through ``desk.submit()`` one by one (each its
@@ -30,7 +28,7 @@ keys written first) and signed before any timing. Then, per backend (an SQLite f
 
 Prints reports/s, latency, batch sizes, the CPU time each side spends per report, and
 the ratios. Asserts nothing but correctness. ``--profile`` prints a cProfile of the
-event loop thread of the (first) server process in the ``multi`` and ``noop`` runs.
+event loop thread of the (first) server process.
 """
 
 from __future__ import annotations
@@ -70,9 +68,8 @@ from sipantau_core import (
     VoterCounts,
 )
 from sipantau_core.access import Principal, Role
-from sipantau_core.desk import MAX_RETRIES, Desk
+from sipantau_core.desk import Desk
 from sipantau_core.domain import Monitor
-from sipantau_core.errors import ConflictError, SipantauError
 from sipantau_core.ports import DeviceKeyRecord, WriteBatch
 from sipantau_core.signing import DeviceKey, SignedReport, sign_report
 
@@ -147,83 +144,6 @@ def enrol(desk: Desk, reports: Sequence[TallyReport], keys: Sequence[DeviceKey])
         tx.write(WriteBatch(device_keys=records))
 
 
-# ---------------------------------------------------------------------------------------
-# The prototype batch function: several principals in one transaction
-# ---------------------------------------------------------------------------------------
-
-
-def multi_principal(desk: Desk) -> Any:
-    """A batch function that writes a whole batch in ONE transaction, principals mixed.
-
-    PROTOTYPE, for this benchmark only: ``Desk.submit_many`` with one principal per item,
-    written with the desk's private methods (``_read_submission``, ``_prepare``,
-    ``_plan_one``, ``_commit``): the body of ``Desk._plan`` with ``principal`` taken per
-    item. (It leaves out the audit entries of refused submissions; every report of this
-    benchmark is accepted.) It measures what a public multi-principal bulk call on the
-    desk would give the HTTP server."""
-
-    def run(items: Sequence[tuple[Any, Principal]]) -> list[Any]:
-        now = desk.clock()
-        subs = [desk._read_submission(raw) for raw, _ in items]
-        key_ids = {x.signature.key_id for x in subs if isinstance(x, SignedReport)}
-        keys = {}
-        if key_ids:
-            with desk.storage.transaction() as tx:
-                keys = {k.key_id: k for k in tx.device_keys(key_ids=key_ids)}
-        prepared: list[Any] = []
-        for (_, principal), item in zip(items, subs, strict=True):
-            try:
-                if isinstance(item, SipantauError):
-                    raise item
-                prepared.append(desk._prepare(item, principal, keys, now))
-            except SipantauError as e:
-                prepared.append(e)
-        ok = [p for p in prepared if not isinstance(p, SipantauError)]
-        for attempt in range(MAX_RETRIES):
-            out: list[Any] = []
-            events: list[Any] = []
-            try:
-                with desk.storage.transaction() as tx:
-                    ids = {p.report.report_id for p in ok} | {
-                        p.report.amends.report_id for p in ok if p.report.amends is not None
-                    }
-                    known = tx.get_reports(ids) if ids else {}
-                    heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
-                    station_keys = sorted(
-                        {
-                            (p.report.contest, p.report.station.compact)
-                            for p in ok
-                            if isinstance(p.report, TallyReport)
-                        }
-                    )
-                    states = tx.station_states(station_keys, lock=True) if station_keys else {}
-                    batch = WriteBatch()
-                    for p, (_, principal) in zip(prepared, items, strict=True):
-                        if isinstance(p, SipantauError):
-                            out.append(p)
-                            continue
-                        try:
-                            receipt, event = desk._plan_one(
-                                p, principal, now, known, heads, states, batch
-                            )
-                        except SipantauError as e:
-                            out.append(e)
-                            continue
-                        out.append(receipt)
-                        if event is not None:
-                            events.append(event)
-                    desk._commit(tx, batch)
-                break
-            except ConflictError as e:
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
-        for event in events:
-            desk.plugins.report_event(desk, event)
-        return out
-
-    return run
-
-
 def noop(desk: Desk) -> Any:
     """A batch function that stores nothing (the HTTP side's own ceiling)."""
     from sipantau_core.desk import Receipt
@@ -267,7 +187,7 @@ def server_main(
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     desk = Desk.open(deployment(n), storage=url)
-    batch_function = {"multi": multi_principal, "noop": noop}.get(batch)
+    batch_function = {"noop": noop}.get(batch)
     app = create_app(
         desk,
         batch_window_ms=window_ms,
@@ -378,7 +298,7 @@ def http_run(
     servers = []
     for i in range(args.processes):
         server_end, here = ctx.Pipe()
-        profile = args.profile and i == 0 and batch in ("multi", "noop")
+        profile = args.profile and i == 0
         process = ctx.Process(
             target=server_main,
             args=(
@@ -483,8 +403,7 @@ def backend(
     rates: dict[str, float] = {}
     runs = (
         ("noop", "HTTP, a batch function that stores nothing"),
-        ("per-principal", "HTTP, server default (submit_many per principal)"),
-        ("multi", "HTTP, prototype multi-principal batch"),
+        ("per-principal", "HTTP, the server as shipped (group commit)"),
     )
     for batch, what in runs:
         if batch not in args.runs:
@@ -518,14 +437,13 @@ def backend(
             f"{len(rest):>7,} in {seconds:6.2f} s = {rates['bulk']:>7,.0f} /s"
         )
         desk.close()
-    if not {"per-principal", "multi"} <= args.runs:
+    if "per-principal" not in args.runs:
         return
+    http = rates["per-principal"]
     print(
-        f"  ratios: HTTP default / desk.submit() = {rates['per-principal'] / rates['submit']:.2f}; "
-        f"HTTP multi-principal / desk.submit() = {rates['multi'] / rates['submit']:.2f}; "
-        f"HTTP multi-principal / in-process submit_many = {rates['multi'] / rates['bulk']:.2f}; "
-        f"target 2,000 /s: default {rates['per-principal'] / 2000:.2f}, "
-        f"multi-principal {rates['multi'] / 2000:.2f}"
+        f"  ratios: HTTP / desk.submit() = {http / rates['submit']:.2f}; "
+        f"HTTP / in-process submit_many = {http / rates['bulk']:.2f}; "
+        f"HTTP / target 2,000 /s = {http / 2000:.2f}"
     )
 
 
@@ -547,8 +465,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--runs",
-        default="per-principal,multi",
-        help="which HTTP runs: per-principal, multi, noop (a server that stores nothing)",
+        default="per-principal,noop",
+        help="which HTTP runs: per-principal (the server), noop (a server that stores nothing)",
     )
     args = parser.parse_args(argv)
     args.runs = set(args.runs.split(","))
