@@ -139,7 +139,8 @@ def test_cli_lists_plugins() -> None:
     assert "sqlite" in out.getvalue()
 
 
-def test_cli_token_then_serve_answers_with_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cli_token_then_serve_answers_with_it(tmp_path: Path, workers: int) -> None:
     import io
     import socket
     import time
@@ -188,12 +189,14 @@ def test_cli_token_then_serve_answers_with_it(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        for _ in range(400):
             try:
                 if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
+        for _ in range(4 * workers):  # every worker answers with the same desk
+            assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
         answer = httpx.get(
             f"{url}/v1/tally/16.73", headers={"Authorization": f"Bearer {token}"}, timeout=5
         )

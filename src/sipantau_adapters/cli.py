@@ -173,8 +173,15 @@ def _plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    from sipantau_adapters.http.server import serve
+    from sipantau_adapters.http.server import serve, serve_workers
 
+    if args.workers > 1:
+        out.write(f"sipantau: serving on http://{args.host}:{args.port}, {args.workers} workers\n")
+        out.flush()
+        serve_workers(
+            args.deployment, args.storage, host=args.host, port=args.port, workers=args.workers
+        )
+        return 0
     desk = Desk.open(args.deployment, storage=args.storage)
     try:
         out.write(f"sipantau: serving {desk.deployment.name} on http://{args.host}:{args.port}\n")
@@ -221,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--storage", default="sqlite:///.sipantau/desk.db", help="storage URL")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (SQLite or PostgreSQL storage)"
+    )
     serve.set_defaults(run=_serve)
     token = sub.add_parser("token", help="issue a staff token (printed once; stored as a hash)")
     token.add_argument("deployment", help="a deployment directory")

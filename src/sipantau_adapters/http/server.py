@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import threading
 import time
 import uuid
@@ -654,6 +655,56 @@ def serve(desk: Desk, host: str = "127.0.0.1", port: int = 8080, **options: Any)
         access_log=False,  # paths carry report ids and TPS codes; keep them out of logs
         server_header=False,
         proxy_headers=False,  # the client's address is never used
+    )
+
+
+DEPLOYMENT_ENV = "SIPANTAU_DEPLOYMENT"
+STORAGE_ENV = "SIPANTAU_STORAGE"
+
+
+def app_from_environment() -> Starlette:
+    """The app of a desk opened from ``SIPANTAU_DEPLOYMENT`` (a deployment directory) and
+    ``SIPANTAU_STORAGE`` (a storage URL): the factory each uvicorn worker process calls
+    (``sipantau serve --workers N``). The desk closes when the app shuts down."""
+    desk = Desk.open(os.environ[DEPLOYMENT_ENV], storage=os.environ[STORAGE_ENV])
+    app = create_app(desk)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            async with inner(app):
+                yield
+        finally:
+            desk.close()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def serve_workers(
+    deployment: str, storage: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2
+) -> None:
+    """Serve with ``workers`` processes on one socket, each with its own desk on the same
+    storage (SQLite or PostgreSQL: the database keeps them consistent). Blocks."""
+    import uvicorn
+
+    if storage.startswith("memory:"):
+        raise SipantauError(
+            "several workers need a shared storage (sqlite:/// or postgresql://), not memory://",
+            code="server.bad_config",
+        )
+    os.environ[DEPLOYMENT_ENV] = deployment
+    os.environ[STORAGE_ENV] = storage
+    uvicorn.run(
+        "sipantau_adapters.http.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+        server_header=False,
     )
 
 
