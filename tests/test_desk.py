@@ -1071,3 +1071,26 @@ def test_submit_many_with_a_principal_per_report_equals_one_by_one() -> None:
     with pytest.raises(SipantauError) as info:
         Desk.open(small_deployment()).submit_many(reports, principal=principals[:2])
     assert info.value.code == "desk.bad_call"
+
+
+def test_the_bulk_path_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    from sipantau_core.testing.contracts import _tally, small_deployment
+
+    desk = Desk.open(small_deployment())
+    assert gc.isenabled()
+    desk.submit_many([_tally(1, (1, 2))], principal=SYSTEM_PRINCIPAL)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        desk.submit_many([_tally(2, (1, 2))], principal=SYSTEM_PRINCIPAL)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(SipantauError):
+        desk.submit_many([_tally(3, (1, 2))], principal=[])
+    assert gc.isenabled()
+
+
+SYSTEM_PRINCIPAL = Principal(id="import", role=Role.SYSTEM)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import gc
 import hashlib
 import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -332,6 +334,21 @@ def _not_found(report_id: UUID) -> UnknownEntityError:
 Submission = Report | SignedReport | bytes | str | Mapping[str, Any]
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is planned and written: the bulk
+    path allocates many short-lived objects (none in cycles) and the collector's passes
+    over a large deployment cost a third of its time. Restored afterwards (only if it was
+    on, so nested and concurrent calls leave it as they found it)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _desk_key_from_settings(settings: Mapping[str, Any]) -> DeviceKey | None:
     name = settings.get("desk_key_env")
     if not name:
@@ -533,6 +550,12 @@ class Desk:
         """The bulk path: the same checks and the same results as submitting the reports
         one by one, in order, but in one transaction. ``principal`` is who submits them
         all, or one principal per report (a server batching many monitors' reports)."""
+        with _gc_paused():
+            return self._submit_many(reports, principal)
+
+    def _submit_many(
+        self, reports: Iterable[Submission], principal: Principal | Sequence[Principal]
+    ) -> BulkResult:
         now = self.clock()
         submissions = [self._read_submission(raw) for raw in reports]
         if isinstance(principal, Principal):
