@@ -61,3 +61,28 @@ def test_a_committed_sample_is_in_the_audit_log(desk: Desk) -> None:
     officer = Principal(id="o", role=Role.OFFICER, scope="16.73")
     with pytest.raises(PermissionDenied):
         desk.commit_sample(draw, principal=officer)
+
+
+def test_anomalies_join_the_rules_turnout_and_unanimity(desk: Desk) -> None:
+    """Per TPS: the verdict codes of the newest tally (from an independent reading of the
+    sample's expected codes), turnout outliers and one-candidate TPS."""
+    import json
+
+    expected = json.loads(
+        (ROOT / "examples" / "lubuklinggau" / "sample_tallies.expected.json").read_text()
+    )
+    lines = (ROOT / "examples" / "lubuklinggau" / "sample_tallies.jsonl").read_text().splitlines()
+    station_of = {json.loads(x)["report_id"]: json.loads(x)["station"] for x in lines}
+    found = {a.station: a for a in desk.anomalies("16.73", principal=COORDINATOR)}
+    for report_id, codes in expected.items():
+        station = station_of[report_id]
+        if codes:
+            assert found[station].rule_codes == tuple(sorted(codes))
+        elif station in found:
+            assert found[station].rule_codes == ()
+    unanimous = [a for a in found.values() if "votes.unanimous" in a.rule_codes]
+    assert unanimous
+    assert all(a.single_candidate is not None for a in unanimous)
+    viewer = Principal(id="v", role=Role.VIEWER, scope="16.73")
+    with pytest.raises(PermissionDenied):
+        desk.anomalies("16.73", principal=viewer)

@@ -27,6 +27,7 @@ from uuid import UUID
 import attrs
 
 from sipantau_core.access import Action, Principal, Role, Target, authorize
+from sipantau_core.anomalies import single_candidate_tps, turnout_outliers
 from sipantau_core.audit import ChainReport, Checkpoint, chain, verify_chain, verify_extends
 from sipantau_core.deployment import Deployment
 from sipantau_core.domain import (
@@ -99,6 +100,7 @@ __all__ = [
     "StageState",
     "StationStatus",
     "Tally",
+    "TpsAnomaly",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,6 +206,16 @@ class IncidentView:
     severity: int
     text: str
     media_sha256: str | None
+
+
+@attrs.frozen
+class TpsAnomaly:
+    """What the desk's screens found at one TPS (see :meth:`Desk.anomalies`)."""
+
+    station: str
+    rule_codes: tuple[str, ...]
+    turnout_z: float | None = None
+    single_candidate: int | None = None
 
 
 @attrs.frozen
@@ -1673,6 +1685,59 @@ class Desk:
         ]
         frame = {s.code.compact: s.registered_voters for s in stations}
         return progress_count(reported, frame, confidence=confidence)
+
+    def anomalies(
+        self,
+        region: RegionCode | str,
+        *,
+        principal: Principal,
+        contest: str | None = None,
+        turnout_threshold: float = 3.5,
+    ) -> list[TpsAnomaly]:
+        """Per TPS within ``region``: the tally rules' verdict of its newest tally (hard
+        and soft codes), a turnout outlier against its own district (robust z-score), and
+        one candidate with every valid vote. Only TPS with at least one finding, sorted by
+        TPS. Readers: as for reports (the findings name TPS and figures)."""
+        target = self._region(region)
+        contest_id = self._default_contest(contest)
+        found = self._read_reports(
+            principal,
+            Action.READ_REPORTS,
+            target,
+            ReportFilter(region=target.value, kind="tally", contest=contest_id),
+        )
+        codes: dict[str, list[str]] = {}
+        turnout_rows: list[tuple[str, int | None, int | None]] = []
+        vote_rows: list[tuple[str, Mapping[int, int]]] = []
+        for stored in found:
+            if stored.status is ReportStatus.REJECTED:
+                continue
+            codes[stored.station] = sorted(v.code for v in _violations_from(stored.verdict))
+            report = parse_report(stored.payload)
+            assert isinstance(report, TallyReport)
+            station = self.deployment.stations[report.station]
+            voted = report.voted.computed_total if report.voted is not None else report.total
+            turnout_rows.append((stored.station, station.registered_voters, voted))
+            vote_rows.append((stored.station, dict(report.votes)))
+        outliers = {
+            o.tps: o.robust_z for o in turnout_outliers(turnout_rows, threshold=turnout_threshold)
+        }
+        single = {
+            s.tps: s.candidate
+            for s in single_candidate_tps(
+                vote_rows, min_votes=self.deployment.tally_settings.unanimous_min_voters
+            )
+        }
+        out = [
+            TpsAnomaly(
+                station=code,
+                rule_codes=tuple(codes.get(code, ())),
+                turnout_z=outliers.get(code),
+                single_candidate=single.get(code),
+            )
+            for code in sorted(set(codes) | set(outliers) | set(single))
+        ]
+        return [a for a in out if a.rule_codes or a.turnout_z is not None or a.single_candidate]
 
     def commit_sample(self, sample: SampleDraw, *, principal: Principal) -> AuditRecord:
         """Record a drawn quick-count sample's digest in the audit log before election
