@@ -269,7 +269,8 @@ def run_demo(
 
     with running(app) as base_url:
         out.write(
-            f"sipantau demo — {deployment.name}: {len(scenario.final_tallies)} TPS, "
+            f"sipantau demo — {deployment.name}: "
+            f"{len({e.station for e in scenario.events})} TPS, "
             f"{len(scenario.events)} laporan, hari dipadatkan menjadi ~{day_seconds:.0f} detik "
             f"(seed {seed}); server {base_url}, penyimpanan {storage}\n"
         )

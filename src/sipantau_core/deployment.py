@@ -12,7 +12,7 @@ import csv
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -120,14 +120,16 @@ class Deployment:
         desk = _table(config, "desk", toml_path)
         region = _toml_value(desk, "region", toml_path, "desk.region", RegionCode.parse)
         capacity = desk.get("station_capacity")
-        if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
+        if capacity is not None and (
+            isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0
+        ):
             raise DeploymentError(
                 "must be a positive whole number",
                 file=str(toml_path),
                 field="desk.station_capacity",
             )
         election_day = desk.get("election_day")
-        if not isinstance(election_day, date):
+        if not isinstance(election_day, date) or isinstance(election_day, datetime):
             raise DeploymentError(
                 "must be a TOML date such as 2024-11-27",
                 file=str(toml_path),
@@ -184,6 +186,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise DeploymentError(
             "file not found", file=str(path), code="deployment.missing_file"
         ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeploymentError(f"cannot be read ({type(e).__name__})", file=str(path)) from None
     except tomllib.TOMLDecodeError as e:
         # TOMLDecodeError has .lineno only from Python 3.14; before, the line is in the text.
         line = getattr(e, "lineno", None)
@@ -230,9 +234,27 @@ def _parse_time(text: Any) -> time:
     return time.fromisoformat(text)
 
 
+def _window(stage: Stage, value: Any) -> StageWindow:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError("expected [start, deadline] as two 'HH:MM' times")
+    start, deadline = _parse_time(value[0]), _parse_time(value[1])
+    if start > deadline:
+        raise ValueError(f"the start {start} is after the deadline {deadline}")
+    return StageWindow(stage, start, deadline)
+
+
 def _load_schedule(raw: Any, path: Path) -> Schedule:
     if raw is None:
         return Schedule.default()
+    if not isinstance(raw, dict):
+        raise DeploymentError("must be a table", file=str(path), field="schedule")
+    unknown = sorted(set(raw) - {stage.value for stage in Stage})
+    if unknown:
+        raise DeploymentError(
+            f"unknown stage(s) {unknown}; the stages are {[s.value for s in Stage]}",
+            file=str(path),
+            field="schedule",
+        )
     windows = []
     for stage in Stage:
         value = raw.get(stage.value)
@@ -246,7 +268,7 @@ def _load_schedule(raw: Any, path: Path) -> Schedule:
                 "w",
                 path,
                 field,
-                lambda w, s=stage: StageWindow(s, _parse_time(w[0]), _parse_time(w[1])),
+                lambda w, s=stage: _window(s, w),
             )
         )
     return Schedule(tuple(windows))
@@ -283,18 +305,25 @@ def _rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, 
         raise DeploymentError(
             "file not found", file=str(path), code="deployment.missing_file"
         ) from None
-    with f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DeploymentError(f"missing column(s) {missing}", file=str(path), line=1)
-        for row in reader:
-            if None in row:
-                raise DeploymentError(
-                    "more cells than columns", file=str(path), line=reader.line_num
-                )
-            yield reader.line_num, {k: (v or "").strip() for k, v in row.items()}
+    except OSError as e:
+        raise DeploymentError(f"cannot be read ({type(e).__name__})", file=str(path)) from None
+    line = 1
+    try:
+        with f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DeploymentError(f"missing column(s) {missing}", file=str(path), line=1)
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    raise DeploymentError("more cells than columns", file=str(path), line=line)
+                yield line, {k: (v or "").strip() for k, v in row.items()}
+    except UnicodeDecodeError:
+        raise DeploymentError("not UTF-8 text", file=str(path), line=line + 1) from None
+    except csv.Error as e:
+        raise DeploymentError(f"not valid CSV ({e})", file=str(path), line=line + 1) from None
 
 
 def _int_cell(row: Mapping[str, str], key: str, path: Path, line: int) -> int:

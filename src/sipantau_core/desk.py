@@ -463,6 +463,7 @@ class Desk:
         self.incident_categories = incident_categories
         self.clock = clock
         self._region_cache: dict[StationCode, tuple[str, ...]] = {}
+        self._expected_by_contest: dict[str, dict[str, tuple[int, int]]] = {}
         self._sealer = sealer
         settings = deployment.settings
         self.require_signatures = bool(settings.get("require_signatures", False))
@@ -715,12 +716,13 @@ class Desk:
         verdict: Verdict | None = None
         if isinstance(report, TallyReport):
             contest = self._contest(report.contest)
+            self._check_contest_region(contest, report.station)
             verdict = self.rules.check(
                 report, station=station, contest=contest, settings=self.deployment.tally_settings
             )
         else:
             if report.contest is not None:
-                self._contest(report.contest)
+                self._check_contest_region(self._contest(report.contest), report.station)
             for incident in report.incidents:
                 if incident.category not in self.incident_categories:
                     raise UnknownEntityError(
@@ -757,6 +759,16 @@ class Desk:
                         f"pemantau {principal.id} tidak boleh mengirim atas nama pemantau lain"
                     ),
                 )
+
+    @staticmethod
+    def _check_contest_region(contest: Contest, station: StationCode) -> None:
+        if contest.region is not None and not contest.region.contains(station):
+            raise UnknownEntityError(
+                f"TPS {station.label} does not vote in contest {contest.id} "
+                f"(region {contest.region})",
+                code="report.outside_contest",
+                message_id=f"TPS {station.label} tidak ikut pemilihan {contest.id}",
+            )
 
     def _contest(self, contest_id: str) -> Contest:
         contest = self.deployment.contests.get(contest_id)
@@ -1414,15 +1426,29 @@ class Desk:
         self.plugins.region_released(self, RegionEvent(code.value, contest, principal, now))
 
     def is_released(self, region: RegionCode | str, contest: str) -> bool:
-        code = RegionCode.parse(region).value
+        code = self._region(region).value
         with self.storage.transaction() as tx:
             return any(r.region == code and r.contest in (None, contest) for r in tx.releases())
 
     # -- queries -----------------------------------------------------------------------------
 
     def _region(self, region: RegionCode | StationCode | str) -> RegionCode:
-        code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
-        if not (self.deployment.region.contains(code) or code.contains(self.deployment.region)):
+        try:
+            code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
+        except ValueError:
+            raise UnknownEntityError(
+                "not a region code such as 16.73 or 16.73.01 (a TPS has 13 digits)",
+                code="region.unknown",
+                message_id="kode wilayah tidak dikenal",
+            ) from None
+        inside = self.deployment.region.contains(code)
+        if inside and code.value not in self._expected:
+            raise UnknownEntityError(
+                f"region {code} has no TPS in this deployment",
+                code="region.unknown",
+                message_id=f"wilayah {code} tidak ada di desk ini",
+            )
+        if not (inside or code.contains(self.deployment.region)):
             raise UnknownEntityError(
                 f"region {code} is outside the desk's region {self.deployment.region}",
                 code="region.unknown",
@@ -1433,9 +1459,16 @@ class Desk:
     def _target(self, where: RegionCode | StationCode | str) -> Target:
         if isinstance(where, StationCode):
             return where
-        text = str(where)
-        if len(text.replace(".", "")) == 13 and "." not in text:
-            code = StationCode.parse(text)
+        text = str(where).strip()
+        if (text.isdigit() and len(text) == 13) or "TPS" in text.upper() or "/" in text:
+            try:
+                code = StationCode.parse(text)
+            except ValueError:
+                raise UnknownEntityError(
+                    "not a TPS code (13 digits, or 16.73.01.1001 TPS 001)",
+                    code="report.unknown_station",
+                    message_id="kode TPS tidak dikenal",
+                ) from None
             if code not in self.deployment.stations:
                 raise UnknownEntityError(
                     f"TPS {code.label} is not in the deployment",
@@ -1459,12 +1492,29 @@ class Desk:
     @cached_property
     def _expected(self) -> dict[str, tuple[int, int]]:
         """Per region (every level) and TPS: (number of TPS, registered voters)."""
+        return self._count_expected(self.deployment.stations.values())
+
+    def _count_expected(self, stations: Iterable[PollingStation]) -> dict[str, tuple[int, int]]:
         out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for code, station in self.deployment.stations.items():
+        for station in stations:
+            code = station.code
             for key in (code.compact, *(code.village.at_level(lvl).value for lvl in _LEVELS)):
                 out[key][0] += 1
                 out[key][1] += station.registered_voters
         return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def _expected_for(self, contest_id: str) -> dict[str, tuple[int, int]]:
+        """As :attr:`_expected`, for the TPS within the contest's region only."""
+        found = self._expected_by_contest.get(contest_id)
+        if found is None:
+            region = self.deployment.contests[contest_id].region
+            found = (
+                self._expected
+                if region is None
+                else self._count_expected(self.deployment.stations_in(region))
+            )
+            self._expected_by_contest[contest_id] = found
+        return found
 
     def tally(
         self,
@@ -1504,7 +1554,7 @@ class Desk:
                 principal, "read_tally", f"tally:{contest_id}:{key}", "ok", where=target
             )
         )
-        expected = self._expected.get(key, (0, 0))
+        expected = self._expected_for(contest_id).get(key, (0, 0))
         return Tally(
             region=key,
             contest=contest_id,
@@ -1621,7 +1671,14 @@ class Desk:
     ) -> list[IncidentView]:
         """Incidents reported within ``where`` (newest version of each report), filtered by
         stage, category and severity, most severe first."""
-        stage_value = Stage(stage).value if stage is not None else None
+        try:
+            stage_value = Stage(stage).value if stage is not None else None
+        except ValueError:
+            raise UnknownEntityError(
+                f"not a stage: one of {[x.value for x in Stage]}",
+                code="stage.unknown",
+                message_id="tahap tidak dikenal",
+            ) from None
         query = ReportFilter(region=self._prefix(where), kind="situation")
         out: list[IncidentView] = []
         for stored in self._read_reports(principal, Action.READ_INCIDENTS, where, query):
@@ -1667,7 +1724,12 @@ class Desk:
         released = principal.role is Role.VIEWER and self.is_released(target, contest_id)
         what = f"progress:{contest_id}:{target}"
         self._guard(principal, Action.READ_TALLY, target, what=what, released=released)
-        stations = list(self.deployment.stations_in(target))
+        contest_region = self.deployment.contests[contest_id].region
+        stations = [
+            s
+            for s in self.deployment.stations_in(target)
+            if contest_region is None or contest_region.contains(s.code)
+        ]
         keys = [(contest_id, s.code.compact) for s in stations]
         with self.storage.transaction() as tx:
             states = tx.station_states(keys) if keys else {}
@@ -1684,7 +1746,11 @@ class Desk:
             if state.counted is not None
         ]
         frame = {s.code.compact: s.registered_voters for s in stations}
-        return progress_count(reported, frame, confidence=confidence)
+        result = progress_count(reported, frame, confidence=confidence)
+        if principal.role is Role.VIEWER:
+            # A release covers the region itself, never the levels below it.
+            result = attrs.evolve(result, tables={})
+        return result
 
     def anomalies(
         self,

@@ -8,6 +8,7 @@ their rules through :meth:`RuleRegistry.register`, the same interface as the bui
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Literal, Protocol, runtime_checkable
@@ -33,6 +34,8 @@ __all__ = [
     "default_registry",
     "reserve_ballots",
 ]
+
+log = logging.getLogger(__name__)
 
 Severity = Literal["hard", "soft"]
 HARD: Severity = "hard"
@@ -200,7 +203,25 @@ class RuleRegistry:
         found: list[Violation] = []
         for rule in self._rules:
             if all(getattr(report, section) is not None for section in rule.needs):
-                found.extend(rule.check(report, ctx))
+                try:
+                    found.extend(rule.check(report, ctx))
+                except Exception as e:  # noqa: BLE001 - a broken rule must not lose the report
+                    log.error(
+                        "sipantau: the rule %s raised %s at TPS %s",
+                        "/".join(rule.codes),
+                        type(e).__name__,
+                        report.station.compact,
+                    )
+                    found.append(
+                        Violation(
+                            "rule.crashed",
+                            HARD,
+                            (),
+                            "Pemeriksaan otomatis gagal; hasil ini diperiksa petugas desk",
+                            f"the rule {'/'.join(rule.codes)} failed ({type(e).__name__}); "
+                            "the tally is kept out of the count until a desk officer decides",
+                        )
+                    )
         return Verdict(tuple(found))
 
 

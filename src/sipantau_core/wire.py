@@ -167,8 +167,16 @@ def _structure_votes(value: Any, _: Any) -> VoteCounts:
     items: dict[int, int] = {}
     for key, n in value.items():
         try:
-            if not (isinstance(key, str) and key.isdigit() and len(key) <= 2 and key.isascii()):
-                raise _Bad("code.invalid", "not a ballot number 0..99")
+            if not (
+                isinstance(key, str)
+                and key.isascii()
+                and key.isdigit()
+                and len(key) <= 2
+                and (key == "0" or not key.startswith("0"))
+            ):
+                raise _Bad(
+                    "code.invalid", "not a ballot number 0..99 (written without leading zeros)"
+                )
             items[int(key)] = _structure_int(n, int)
         except _Bad as e:
             errors.append(_note_key(e, key, VoteCounts))
