@@ -31,6 +31,7 @@ HARD_CODES = {c for r in BUILTIN_RULES for c in r.codes} - {
     "ballots.reserve_unexpected",
     "turnout.outside_band",
     "votes.unanimous",
+    "position.far_from_station",
 }
 
 
@@ -60,7 +61,8 @@ def test_a_clean_report_has_no_violation_at_all(case: tuple) -> None:
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_broken_report_carries_exactly_its_code(rule: str, data: st.DataObject) -> None:
-    station = data.draw(polling_stations(min_voters=150))
+    positioned = True if rule == "position.far_from_station" else None
+    station = data.draw(polling_stations(min_voters=150, with_position=positioned))
     contest = data.draw(contests())
     report = data.draw(broken_tally_reports(rule=rule, station=station, contest=contest))
     verdict = check_tally(report, station=station, contest=contest)
@@ -75,7 +77,7 @@ def test_a_broken_report_carries_exactly_its_code(rule: str, data: st.DataObject
 
 def test_every_builtin_code_can_be_broken() -> None:
     assert set(BREAKABLE_RULES) == {c for r in BUILTIN_RULES for c in r.codes}
-    assert len(BREAKABLE_RULES) == 16
+    assert len(BREAKABLE_RULES) == 17
 
 
 @given(st.one_of(st.from_type(TallyReport), st.from_type(SituationReport), situation_reports()))

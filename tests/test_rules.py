@@ -21,6 +21,7 @@ from sipantau_core import (
     Contest,
     Disability,
     PollingStation,
+    Position,
     TallyReport,
     TallySettings,
     TimeZone,
@@ -273,13 +274,24 @@ CASES = [
         ("votes.1",),
         (400, 1),
     ),
+    Case(
+        # 0.03 degrees of latitude north of the TPS: about 3.3 km away.
+        "position.far_from_station",
+        "position.far_from_station",
+        "soft",
+        tally(position=Position(-3.26, 102.86)),
+        ("position",),
+        ("3,3",),
+        ("3.3",),
+        station=attrs.evolve(STATION, position=Position(-3.29, 102.86)),
+    ),
 ]
 
 
 def test_every_builtin_code_has_a_case() -> None:
     codes = {c.code for c in CASES}
     assert codes == default_registry().codes
-    assert len(codes) == 16
+    assert len(codes) == 17
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -411,7 +423,8 @@ def test_one_section_runs_its_rules(section: str) -> None:
 
 def test_voted_exceeds_registered_needs_both_voter_sections() -> None:
     assert "voted.exceeds_registered" in codes_that_ran(tally(disability=None, ballots=None))
-    assert codes_that_ran(tally()) == default_registry().codes
+    everything = tally(position=Position(-3.29, 102.86))
+    assert codes_that_ran(everything) == default_registry().codes
 
 
 def test_sms_tally_is_checked_by_the_rules_that_need_nothing() -> None:
@@ -809,3 +822,13 @@ def test_registering_on_a_copy_leaves_the_default_alone() -> None:
 
 def test_an_empty_registry_checks_nothing() -> None:
     assert check(tally(votes={1: 1, 2: 1}), rules=RuleRegistry()).violations == ()
+
+
+def test_a_report_near_its_tps_or_without_positions_is_not_far() -> None:
+    at_tps = attrs.evolve(STATION, position=Position(-3.29, 102.86))
+    near = tally(position=Position(-3.295, 102.86))  # about 560 m
+    assert "position.far_from_station" not in check(near, station=at_tps).codes
+    assert "position.far_from_station" not in check(near).codes  # the TPS has no position
+    assert "position.far_from_station" not in check(tally(), station=at_tps).codes
+    strict = TallySettings(max_distance_m=100)
+    assert "position.far_from_station" in check(near, station=at_tps, settings=strict).codes

@@ -62,6 +62,7 @@ class TallySettings:
     turnout_band: tuple[float, float] = attrs.field(default=(0.3, 1.0), converter=_band)
     reserve_rate: float = attrs.field(default=0.025, validator=[v.ge(0.0), v.le(1.0)])
     unanimous_min_voters: int = attrs.field(default=50, validator=v.ge(0))
+    max_distance_m: float = attrs.field(default=1000.0, converter=float, validator=v.ge(0.0))
 
     @turnout_band.validator
     def _check_band(self, attribute: attrs.Attribute[object], value: tuple[float, ...]) -> None:
@@ -488,6 +489,22 @@ def _unanimous(report: TallyReport, ctx: RuleContext) -> Iterator[Violation]:
             )
 
 
+def _far_away(report: TallyReport, ctx: RuleContext) -> Iterator[Violation]:
+    where, tps = report.position, ctx.station.position
+    if where is None or tps is None:
+        return
+    distance = where.distance_m(tps)
+    if distance > ctx.settings.max_distance_m:
+        km = distance / 1000
+        yield _v(
+            "position.far_from_station",
+            SOFT,
+            ("position",),
+            f"Laporan dikirim {km:.1f} km dari lokasi TPS".replace(".", ","),
+            f"the report was sent {km:.1f} km from the TPS",
+        )
+
+
 BUILTIN_RULES: tuple[Rule, ...] = (
     FunctionRule(("voters.sum_mismatch",), {"voters"}, _sum_rule("voters", "pemilih", "voters")),
     FunctionRule(
@@ -506,6 +523,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     FunctionRule(("ballots.reserve_unexpected",), {"ballots"}, _reserve),
     FunctionRule(("turnout.outside_band",), (), _turnout),
     FunctionRule(("votes.unanimous",), (), _unanimous),
+    FunctionRule(("position.far_from_station",), {"position"}, _far_away),
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,6 +28,7 @@ from sipantau_core.domain import (
     Ballots,
     Disability,
     Incident,
+    Position,
     Report,
     SecurityStatus,
     SituationReport,
@@ -62,7 +64,16 @@ MAX_PAYLOAD_BYTES: Final = 64 * 1024
 #: At most this many incidents in one situation report.
 MAX_INCIDENTS: Final = 50
 
-_WIRE_CLASSES = (TallyReport, SituationReport, VoterCounts, Disability, Ballots, Incident, Amends)
+_WIRE_CLASSES = (
+    TallyReport,
+    SituationReport,
+    VoterCounts,
+    Disability,
+    Ballots,
+    Incident,
+    Amends,
+    Position,
+)
 
 
 class _Bad(ValueError):
@@ -103,6 +114,14 @@ def _structure_int(value: Any, _: Any) -> int:
     if value > MAX_COUNT:
         raise _Bad("number.absurd", f"larger than {MAX_COUNT:,}: not a count at one TPS")
     return value
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad("type.number", f"expected a number, got {_json_type(value)}")
+    if not math.isfinite(value):
+        raise _Bad("number.invalid", "not a finite number")
+    return float(value)
 
 
 def _structure_str(value: Any, _: Any) -> str:
@@ -324,6 +343,7 @@ def configure_converter(converter: cattrs.Converter) -> cattrs.Converter:
     """
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(UUID, _structure_uuid)
     converter.register_structure_hook(StationCode, _structure_station)

@@ -15,6 +15,7 @@ from attrs import validators as v
 from sipantau_core.domain._validators import MAX_COUNT, aware_datetime, count, optional_count
 from sipantau_core.domain.people import MONITOR_ID_RE
 from sipantau_core.domain.regions import StationCode, TimeZone
+from sipantau_core.domain.stations import Position
 
 __all__ = [
     "DEFAULT_INCIDENT_CATEGORIES",
@@ -313,6 +314,9 @@ class SituationReport:
         default=None, validator=v.optional(v.matches_re(CONTEST_ID_RE))
     )
     amends: Amends | None = attrs.field(default=None, validator=v.optional(v.instance_of(Amends)))
+    position: Position | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(Position))
+    )
     note: str = attrs.field(default="", validator=v.and_(v.instance_of(str), v.max_len(MAX_TEXT)))
 
     kind = "situation"
@@ -348,5 +352,8 @@ class TallyReport:
         default=None, validator=v.optional(v.instance_of(Ballots))
     )
     amends: Amends | None = attrs.field(default=None, validator=v.optional(v.instance_of(Amends)))
+    position: Position | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(Position))
+    )
 
     kind = "tally"

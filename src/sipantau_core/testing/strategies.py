@@ -125,15 +125,24 @@ def polling_stations(
     min_voters: int = 0,
     max_voters: int = 600,
     capacity: int | None = 600,
+    with_position: bool | None = None,
 ) -> st.SearchStrategy[PollingStation]:
     """TPS with a DPT between ``min_voters`` and ``max_voters`` (600 is the 2024 Pilkada
-    limit), an optional position in Indonesia and a risk profile."""
+    limit), a position in Indonesia (``with_position``: always, never, or either) and a
+    risk profile."""
     if capacity is not None:
         max_voters = min(max_voters, capacity)
     if not 0 <= min_voters <= max_voters <= MAX_COUNT:
         raise InvalidArgument(f"need 0 <= min_voters <= max_voters <= {MAX_COUNT}")
     codes = st.just(StationCode.parse(code)) if code is not None else station_codes(within=within)
-    positions = st.none() | st.builds(Position, st.floats(-11.0, 6.0), st.floats(95.0, 141.0))
+    somewhere = st.builds(Position, st.floats(-11.0, 6.0), st.floats(95.0, 141.0))
+    positions: st.SearchStrategy[Position | None]
+    if with_position is None:
+        positions = st.none() | somewhere
+    elif with_position:
+        positions = somewhere
+    else:
+        positions = st.none()
     risks = st.builds(
         RiskProfile,
         st.sampled_from(RiskLevel),
@@ -447,7 +456,7 @@ def _tally_reports(
     st_ = station if station is not None else draw(polling_stations())
     ct = contest if contest is not None else draw(contests())
     plan = draw(_plans(st_, ct, settings, clean, "in_band" if clean else "any"))
-    return _report(
+    report = _report(
         plan,
         report_id=draw(st.uuids()),
         monitor=monitor or draw(_monitor_ids()),
@@ -455,6 +464,9 @@ def _tally_reports(
         sections=draw(_sections(sections)),
         state_totals=draw(st.booleans()),
     )
+    if st_.position is not None and draw(st.booleans()):
+        report = attrs.evolve(report, position=st_.position)  # sent from the TPS itself
+    return report
 
 
 def tally_reports(
@@ -690,6 +702,17 @@ def _break_reserve(draw: st.DrawFn, r: TallyReport, p: _Plan, s: TallySettings) 
     return attrs.evolve(r, ballots=Ballots(b.received + 1, b.returned, b.unused + 1, b.used))
 
 
+def _break_position(draw: st.DrawFn, r: TallyReport, p: _Plan, s: TallySettings) -> TallyReport:
+    """Sent from well beyond the settings' distance from the TPS (north or south, towards
+    the equator, so the latitude stays valid)."""
+    tps = p.station.position
+    if tps is None:
+        raise InvalidArgument("position.far_from_station needs a station with a position")
+    degrees = s.max_distance_m / 111_000 * draw(st.floats(1.2, 20.0)) + 0.01
+    latitude = tps.latitude - degrees if tps.latitude > 0 else tps.latitude + degrees
+    return attrs.evolve(r, position=Position(latitude, tps.longitude))
+
+
 def _keep(draw: st.DrawFn, r: TallyReport, p: _Plan, s: TallySettings) -> TallyReport:
     return r  # the plan itself was drawn to break the rule (turnout, unanimity)
 
@@ -711,6 +734,7 @@ _BREAKERS: dict[str, Breaker] = {
     "ballots.reserve_unexpected": _break_reserve,
     "turnout.outside_band": _keep,
     "votes.unanimous": _keep,
+    "position.far_from_station": _break_position,
 }
 
 
