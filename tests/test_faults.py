@@ -29,7 +29,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -48,7 +48,6 @@ from sipantau_core.domain import (
     Amends,
     Candidate,
     Contest,
-    Monitor,
     PollingStation,
     RegionCode,
     RegionLevel,
@@ -76,7 +75,7 @@ from sipantau_core.ports import (
     TokenRecord,
     WriteBatch,
 )
-from sipantau_core.testing.contracts import _stored
+from sipantau_core.testing.contracts import _stored, build_deployment
 
 CONTEST = "walikota"
 SYSTEM = Principal(id="import", role=Role.SYSTEM)
@@ -234,18 +233,15 @@ def fault_deployment(n: int = 320) -> Deployment:
         village, tps = divmod(rest, per_village)
         code = StationCode(RegionCode(f"16.73.{district + 1:02d}.{1001 + village}"), tps + 1)
         stations.append(PollingStation(code=code, registered_voters=300 + i))
-    monitors = [Monitor(id=f"M{s.code.compact}", station=s.code) for s in stations]
     contest = Contest(
         id=CONTEST, region="16.73", candidates=[Candidate(1, "Paslon 1"), Candidate(2, "Paslon 2")]
     )
-    return Deployment(
+    return build_deployment(
+        stations,
+        contest=contest,
+        monitor_id=lambda _, s: f"M{s.code.compact}",
         id="faults",
         name="faults",
-        region=RegionCode("16.73"),
-        election_day=date(2024, 11, 27),
-        stations={s.code: s for s in stations},
-        contests={CONTEST: contest},
-        monitors={m.id: m for m in monitors},
     )
 
 

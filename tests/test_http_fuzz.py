@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -27,9 +27,7 @@ from sipantau_core.domain import (
     Candidate,
     Contest,
     Incident,
-    Monitor,
     PollingStation,
-    RegionCode,
     SecurityStatus,
     SituationReport,
     Stage,
@@ -37,6 +35,7 @@ from sipantau_core.domain import (
     VoterCounts,
 )
 from sipantau_core.signing import DeviceKey, sign_report
+from sipantau_core.testing.contracts import build_deployment
 from sipantau_core.wire import dump_report
 
 SYSTEM = Principal(id="system", role=Role.SYSTEM)
@@ -51,19 +50,10 @@ FUZZ = settings(
 
 def deployment() -> Deployment:
     stations = [PollingStation(code=code, registered_voters=400) for code in STATIONS]
-    monitors = [Monitor(id=f"LLG-{i:04d}", station=s.code) for i, s in enumerate(stations, 1)]
     contest = Contest(
         id="walikota", region="16.73", candidates=[Candidate(1, "A"), Candidate(2, "B")]
     )
-    return Deployment(
-        id="fuzz",
-        name="Desk fuzz",
-        region=RegionCode("16.73"),
-        election_day=date(2024, 11, 27),
-        stations={s.code: s for s in stations},
-        contests={contest.id: contest},
-        monitors={m.id: m for m in monitors},
-    )
+    return build_deployment(stations, contest=contest, id="fuzz", name="Desk fuzz")
 
 
 class Server:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,8 @@ from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk
 from sipantau_core.domain import (
     Amends,
-    Candidate,
-    Contest,
     Incident,
-    Monitor,
     PollingStation,
-    RegionCode,
     SecurityStatus,
     SituationReport,
     Stage,
@@ -45,6 +41,7 @@ from sipantau_core.domain import (
 from sipantau_core.errors import StorageError
 from sipantau_core.ports import Storage, StorageTx, WriteBatch
 from sipantau_core.signing import DeviceKey, sign_report
+from sipantau_core.testing.contracts import build_deployment
 from sipantau_core.wire import dump_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,28 +53,12 @@ VILLAGES = {"A": ("1673011001", 40), "B": ("1673021002", 20), "C": ("1673031003"
 
 
 def deployment() -> Deployment:
-    stations, monitors = [], []
-    n = 0
-    for prefix, count in VILLAGES.values():
-        for number in range(1, count + 1):
-            n += 1
-            code = f"{prefix}{number:03d}"
-            stations.append(PollingStation(code=code, registered_voters=400))
-            monitors.append(Monitor(id=f"LLG-{n:04d}", station=code))
-    contest = Contest(
-        id="walikota",
-        region="16.73",
-        candidates=[Candidate(1, "Paslon 1"), Candidate(2, "Paslon 2")],
-    )
-    return Deployment(
-        id="http",
-        name="Desk HTTP",
-        region=RegionCode("16.73"),
-        election_day=date(2024, 11, 27),
-        stations={s.code: s for s in stations},
-        contests={contest.id: contest},
-        monitors={m.id: m for m in monitors},
-    )
+    stations = [
+        PollingStation(code=f"{prefix}{number:03d}", registered_voters=400)
+        for prefix, count in VILLAGES.values()
+        for number in range(1, count + 1)
+    ]
+    return build_deployment(stations, id="http", name="Desk HTTP")
 
 
 # ---------------------------------------------------------------------------------------

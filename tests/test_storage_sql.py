@@ -30,7 +30,6 @@ from sipantau_core.domain import (
     Amends,
     Candidate,
     Contest,
-    Monitor,
     PollingStation,
     RegionCode,
     RegionLevel,
@@ -50,7 +49,7 @@ from sipantau_core.ports import (
     TokenRecord,
     WriteBatch,
 )
-from sipantau_core.testing.contracts import DeskContract, StorageContract, _stored
+from sipantau_core.testing.contracts import DeskContract, StorageContract, _stored, build_deployment
 
 T0 = datetime(2024, 11, 27, 6, 0, tzinfo=UTC)
 
@@ -621,15 +620,14 @@ def race_deployment(n_stations: int = 60) -> Deployment:
         code = StationCode(RegionCode(f"31.71.{district + 1:02d}.{1001 + village}"), tps + 1)
         stations.append(PollingStation(code=code, registered_voters=200 + i))
     contest = Contest(id=CONTEST, candidates=[Candidate(n, f"Paslon {n}") for n in (1, 2, 3)])
-    monitors = [Monitor(id=f"M{s.code.compact}", station=s.code) for s in stations]
-    return Deployment(
+    return build_deployment(
+        stations,
+        region="31",
+        contest=contest,
+        monitor_id=lambda _, s: f"M{s.code.compact}",
         id="race",
         name="race",
-        region=RegionCode("31"),
         election_day=date(2024, 2, 14),
-        stations={s.code: s for s in stations},
-        contests={CONTEST: contest},
-        monitors={m.id: m for m in monitors},
     )
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -69,7 +69,7 @@ from sipantau_core.ports import (
     WriteBatch,
 )
 
-__all__ = ["DeskContract", "StorageContract", "small_deployment"]
+__all__ = ["DeskContract", "StorageContract", "build_deployment", "small_deployment"]
 
 T0 = datetime(2024, 11, 27, 6, 0, tzinfo=UTC)
 
@@ -476,29 +476,47 @@ class StorageContract:
 # ---------------------------------------------------------------------------------------
 
 
-def small_deployment() -> Deployment:
-    """Three TPS in two districts of Kota Lubuklinggau, a two-pair mayor's race."""
-    stations = [
-        PollingStation(code="1673011001001", registered_voters=400),
-        PollingStation(code="1673011001002", registered_voters=350),
-        PollingStation(code="1673021002001", registered_voters=500),
-    ]
-    monitors = [Monitor(id=f"LLG-000{i}", station=s.code) for i, s in enumerate(stations, start=1)]
-    contest = Contest(
+def build_deployment(
+    stations: Iterable[PollingStation],
+    *,
+    region: RegionCode | str = "16.73",
+    contest: Contest | None = None,
+    monitor_id: Callable[[int, PollingStation], str] = lambda i, s: f"LLG-{i:04d}",
+    id: str = "test",
+    name: str | None = None,
+    election_day: date = date(2024, 11, 27),
+) -> Deployment:
+    """A deployment for tests: ``stations``, one monitor each (ids from ``monitor_id``,
+    ``LLG-0001`` … by default, numbered from 1), and one contest (a two-pair mayor's race
+    of ``region`` by default)."""
+    listed = list(stations)
+    race = contest or Contest(
         id="walikota",
-        region="16.73",
+        region=region,
         candidates=[Candidate(1, "Paslon 1"), Candidate(2, "Paslon 2")],
     )
-    from datetime import date
-
+    monitors = [Monitor(id=monitor_id(i, s), station=s.code) for i, s in enumerate(listed, 1)]
     return Deployment(
+        id=id,
+        name=name or f"Desk {id}",
+        region=RegionCode.parse(region),
+        election_day=election_day,
+        stations={s.code: s for s in listed},
+        contests={race.id: race},
+        monitors={m.id: m for m in monitors},
+    )
+
+
+def small_deployment() -> Deployment:
+    """Three TPS in two districts of Kota Lubuklinggau, a two-pair mayor's race."""
+    return build_deployment(
+        [
+            PollingStation(code="1673011001001", registered_voters=400),
+            PollingStation(code="1673011001002", registered_voters=350),
+            PollingStation(code="1673021002001", registered_voters=500),
+        ],
         id="kecil",
         name="Desk kecil",
-        region=RegionCode("16.73"),
-        election_day=date(2024, 11, 27),
-        stations={s.code: s for s in stations},
-        contests={contest.id: contest},
-        monitors={m.id: m for m in monitors},
     )
 
 
