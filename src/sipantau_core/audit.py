@@ -21,6 +21,7 @@ import attrs
 
 from sipantau_core.ports import AuditRecord
 from sipantau_core.signing import DeviceKey, PublicKey
+from sipantau_core.wire import _json_str
 
 __all__ = [
     "GENESIS",
@@ -44,26 +45,60 @@ def _utc(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _canonical(entry: AuditRecord, seq: int) -> str:
+    """The entry's canonical form with sequence ``seq``: the JSON object of every field
+    but the link, keys sorted, no white space (as ``json.dumps(..., sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)`` writes it), built directly: the bulk
+    path writes one entry per report."""
+    if type(seq) is not int or not all(
+        type(x) is str
+        for x in (
+            entry.principal,
+            entry.role,
+            entry.action,
+            entry.object,
+            entry.outcome,
+            entry.detail,
+            entry.region,
+        )
+    ):
+        body = {
+            "seq": seq,
+            "at": _utc(entry.at),
+            "principal": entry.principal,
+            "role": entry.role,
+            "action": entry.action,
+            "object": entry.object,
+            "outcome": entry.outcome,
+            "detail": entry.detail,
+            "region": entry.region,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    q = _json_str
+    return (
+        f'{{"action":{q(entry.action)},"at":"{_utc(entry.at)}","detail":{q(entry.detail)},'
+        f'"object":{q(entry.object)},"outcome":{q(entry.outcome)},'
+        f'"principal":{q(entry.principal)},"region":{q(entry.region)},'
+        f'"role":{q(entry.role)},"seq":{seq}}}'
+    )
+
+
 def leaf_hash(entry: AuditRecord) -> bytes:
     """SHA-256 over the entry's canonical form (every field but the link)."""
-    body = {
-        "seq": entry.seq,
-        "at": _utc(entry.at),
-        "principal": entry.principal,
-        "role": entry.role,
-        "action": entry.action,
-        "object": entry.object,
-        "outcome": entry.outcome,
-        "detail": entry.detail,
-        "region": entry.region,
-    }
-    raw = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(_LEAF + raw.encode("utf-8")).digest()
+    return _leaf(entry, entry.seq)
+
+
+def _leaf(entry: AuditRecord, seq: int) -> bytes:
+    return hashlib.sha256(_LEAF + _canonical(entry, seq).encode("utf-8")).digest()
+
+
+def _link(previous: str, leaf: bytes) -> str:
+    return hashlib.sha256(_LINK + bytes.fromhex(previous) + leaf).hexdigest()
 
 
 def link_hash(previous: str, entry: AuditRecord) -> str:
     """The link of ``entry`` after the link ``previous`` (hex)."""
-    return hashlib.sha256(_LINK + bytes.fromhex(previous) + leaf_hash(entry)).hexdigest()
+    return _link(previous, leaf_hash(entry))
 
 
 def chain(head: tuple[int, str], entries: Iterable[AuditRecord]) -> list[AuditRecord]:
@@ -72,9 +107,8 @@ def chain(head: tuple[int, str], entries: Iterable[AuditRecord]) -> list[AuditRe
     out = []
     for entry in entries:
         seq += 1
-        numbered = attrs.evolve(entry, seq=seq, link="")
-        link = link_hash(link, numbered)
-        out.append(attrs.evolve(numbered, link=link))
+        link = _link(link, _leaf(entry, seq))
+        out.append(attrs.evolve(entry, seq=seq, link=link))
     return out
 
 

@@ -58,6 +58,7 @@ from sipantau_core.notify import Notifier, TickResult
 from sipantau_core.plugins import PluginError, Plugins
 from sipantau_core.ports import (
     COUNTED_STATUSES,
+    AggregateKey,
     AuditRecord,
     CountedTally,
     Decision,
@@ -297,16 +298,53 @@ def _violations_from(text: str) -> tuple[Violation, ...]:
     )
 
 
+_NO_STATE = StationState()
+_VOTE_COUNTER = tuple(f"votes.{n}" for n in range(100))
+
+
 def _counters(report: TallyReport, station: PollingStation) -> dict[str, int]:
-    out = {f"votes.{n}": v for n, v in report.votes.items()}
-    out.update(
-        valid=report.valid,
-        invalid=report.invalid,
-        total=report.total,
-        stations=1,
-        registered=station.registered_voters,
-    )
+    out = {_VOTE_COUNTER[n]: v for n, v in report.votes.items()}
+    out["valid"] = report.valid
+    out["invalid"] = report.invalid
+    out["total"] = report.total
+    out["stations"] = 1
+    out["registered"] = station.registered_voters
     return out
+
+
+class _Recount:
+    """The changes a batch makes to the counts, summed per village first and carried up
+    to the district, city and province once at the end (``into``)."""
+
+    def __init__(self) -> None:
+        self._villages: dict[tuple[str, str], dict[str, int]] = {}
+
+    def add(
+        self, contest: str, village: str, old: CountedTally | None, new: CountedTally | None
+    ) -> None:
+        if old is None and new is None:
+            return
+        key = (contest, village)
+        delta = self._villages.get(key)
+        if delta is None:
+            delta = self._villages[key] = {}
+        get = delta.get
+        if new is not None:
+            for name, value in new.counters.items():
+                delta[name] = get(name, 0) + value
+        if old is not None:
+            for name, value in old.counters.items():
+                delta[name] = get(name, 0) - value
+
+    def into(self, aggregates: dict[AggregateKey, int]) -> None:
+        for (contest, village), delta in self._villages.items():
+            parts = village.split(".")
+            for region in (village, *(".".join(parts[:n]) for n in (3, 2, 1))):
+                for name, value in delta.items():
+                    if value:
+                        key = (contest, region, name)
+                        aggregates[key] = aggregates.get(key, 0) + value
+        self._villages.clear()
 
 
 @attrs.frozen
@@ -462,7 +500,6 @@ class Desk:
         self.rules = rules
         self.incident_categories = incident_categories
         self.clock = clock
-        self._region_cache: dict[StationCode, tuple[str, ...]] = {}
         self._expected_by_contest: dict[str, dict[str, tuple[int, int]]] = {}
         self._sealer = sealer
         settings = deployment.settings
@@ -826,6 +863,7 @@ class Desk:
         known = tx.get_reports(ids) if ids else {}
         heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
         batch = WriteBatch()
+        recount = _Recount()
         items: list[Receipt | SipantauError] = []
         events: list[ReportEvent] = []
         for p in prepared:
@@ -833,13 +871,14 @@ class Desk:
                 items.append(p)
                 continue
             try:
-                receipt, event = self._plan_one(p, now, known, heads, states, batch)
+                receipt, event = self._plan_one(p, now, known, heads, states, batch, recount)
             except SipantauError as e:
                 items.append(e)
                 continue
             items.append(receipt)
             if event is not None:
                 events.append(event)
+        recount.into(batch.aggregates)
         return items, events, batch
 
     def _plan_one(
@@ -850,9 +889,11 @@ class Desk:
         heads: dict[UUID, StoredReport],
         states: dict[StationKey, StationState],
         batch: WriteBatch,
+        recount: _Recount,
     ) -> tuple[Receipt, ReportEvent | None]:
         report = p.report
         principal = p.principal
+        station = report.station.compact
         existing = known.get(report.report_id)
         if existing is not None:
             if existing.digest != p.digest:
@@ -874,11 +915,7 @@ class Desk:
                     message_id="laporan yang dikoreksi tidak ditemukan",
                 )
             head = heads[target.chain_id]
-            if (head.kind, head.station, head.contest) != (
-                kind,
-                report.station.compact,
-                report.contest,
-            ):
+            if (head.kind, head.station, head.contest) != (kind, station, report.contest):
                 raise ConflictError(
                     "a correction must be of the same kind, TPS and contest as what it amends",
                     code="report.conflict",
@@ -909,7 +946,7 @@ class Desk:
             chain_id=chain_id,
             version=version,
             kind=kind,
-            station=report.station.compact,
+            station=station,
             contest=report.contest,
             monitor=report.monitor,
             stage=report.stage.value
@@ -924,8 +961,8 @@ class Desk:
             submitted_by=principal.id,
         )
         if isinstance(report, TallyReport):
-            key = (report.contest, report.station.compact)
-            state = states.get(key, StationState())
+            key = (report.contest, station)
+            state = states.get(key, _NO_STATE)
             if state.chain_id is not None and state.chain_id != chain_id:
                 raise ConflictError(
                     f"TPS {report.station.label} already has a tally for {report.contest} "
@@ -940,7 +977,7 @@ class Desk:
                 if status in COUNTED_STATUSES
                 else None
             )
-            self._recount(batch, report.contest, report.station, state.counted, counted)
+            recount.add(report.contest, report.station.village.value, state.counted, counted)
             new_state = StationState(chain_id=chain_id, counted=counted)
             states[key] = new_state
             batch.stations[key] = new_state
@@ -948,13 +985,14 @@ class Desk:
         known[stored.report_id] = stored
         heads[chain_id] = stored
         batch.audit.append(
-            self._audit_entry(
-                principal,
-                "submit",
-                f"report:{report.report_id}",
-                status.value,
-                now,
-                where=report.station,
+            AuditRecord(
+                at=now,
+                principal=principal.id,
+                role=principal.role.value,
+                action="submit",
+                object=f"report:{report.report_id}",
+                outcome=status.value,
+                region=station,
             )
         )
         receipt = self._receipt(stored)
@@ -964,36 +1002,6 @@ class Desk:
             else ("flagged" if status is ReportStatus.FLAGGED else "accepted")
         )
         return receipt, ReportEvent(kind_of_event, report, receipt, principal, now)
-
-    def _regions(self, station: StationCode) -> tuple[str, ...]:
-        """A station's village, district, city and province codes (cached)."""
-        found = self._region_cache.get(station)
-        if found is None:
-            parts = station.village.value.split(".")
-            found = tuple(".".join(parts[:n]) for n in (4, 3, 2, 1))
-            self._region_cache[station] = found
-        return found
-
-    def _recount(
-        self,
-        batch: WriteBatch,
-        contest: str,
-        station: StationCode,
-        old: CountedTally | None,
-        new: CountedTally | None,
-    ) -> None:
-        if old is None and new is None:
-            return
-        delta: dict[str, int] = dict(new.counters) if new is not None else {}
-        if old is not None:
-            for name, value in old.counters.items():
-                delta[name] = delta.get(name, 0) - value
-        aggregates = batch.aggregates
-        for region in self._regions(station):
-            for name, value in delta.items():
-                if value:
-                    key = (contest, region, name)
-                    aggregates[key] = aggregates.get(key, 0) + value
 
     @staticmethod
     def _receipt(stored: StoredReport, *, duplicate: bool = False) -> Receipt:
@@ -1388,7 +1396,9 @@ class Desk:
                     stored.version,
                     _counters(report, self.deployment.stations[station_code]),
                 )
-            self._recount(batch, stored.contest, station_code, state.counted, counted)
+            recount = _Recount()
+            recount.add(stored.contest, station_code.village.value, state.counted, counted)
+            recount.into(batch.aggregates)
             batch.stations[key] = StationState(chain_id=state.chain_id, counted=counted)
         batch.statuses[report_id] = new_status
         batch.decisions.append(Decision(report_id, action, principal.id, reason.strip(), now))

@@ -41,7 +41,7 @@ class RegionLevel(enum.IntEnum):
 
 
 @total_ordering
-@attrs.frozen(order=False)
+@attrs.frozen(order=False, cache_hash=True)
 class RegionCode:
     """A Kemendagri region code such as ``16.73.01``; construct with ``RegionCode("16.73")``."""
 
@@ -137,12 +137,17 @@ def _to_village(value: Any) -> RegionCode:
 
 
 @total_ordering
-@attrs.frozen(order=False)
+@attrs.frozen(order=False, cache_hash=True)
 class StationCode:
     """A TPS: its village and its number within the village (1–999)."""
 
     village: RegionCode = attrs.field(converter=_to_village)
     number: int = attrs.field()
+    # the 13 digits, worked out once: every report names its TPS by them
+    _compact: str = attrs.field(init=False, repr=False, eq=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_compact", f"{self.village.compact}{self.number:03d}")
 
     @village.validator
     def _check_village(self, attribute: attrs.Attribute[RegionCode], value: RegionCode) -> None:
@@ -174,7 +179,7 @@ class StationCode:
 
     @property
     def compact(self) -> str:
-        return f"{self.village.compact}{self.number:03d}"
+        return self._compact
 
     @property
     def label(self) -> str:
