@@ -50,17 +50,16 @@ def _canonical(entry: AuditRecord, seq: int) -> str:
     but the link, keys sorted, no white space (as ``json.dumps(..., sort_keys=True,
     separators=(",", ":"), ensure_ascii=False)`` writes it), built directly: the bulk
     path writes one entry per report."""
-    if type(seq) is not int or not all(
-        type(x) is str
-        for x in (
-            entry.principal,
-            entry.role,
-            entry.action,
-            entry.object,
-            entry.outcome,
-            entry.detail,
-            entry.region,
-        )
+    str_ = str
+    if not (
+        type(seq) is int
+        and type(entry.principal) is str_
+        and type(entry.role) is str_
+        and type(entry.action) is str_
+        and type(entry.object) is str_
+        and type(entry.outcome) is str_
+        and type(entry.detail) is str_
+        and type(entry.region) is str_
     ):
         body = {
             "seq": seq,
@@ -108,7 +107,20 @@ def chain(head: tuple[int, str], entries: Iterable[AuditRecord]) -> list[AuditRe
     for entry in entries:
         seq += 1
         link = _link(link, _leaf(entry, seq))
-        out.append(attrs.evolve(entry, seq=seq, link=link))
+        out.append(
+            AuditRecord(
+                at=entry.at,
+                principal=entry.principal,
+                role=entry.role,
+                action=entry.action,
+                object=entry.object,
+                outcome=entry.outcome,
+                seq=seq,
+                detail=entry.detail,
+                region=entry.region,
+                link=link,
+            )
+        )
     return out
 
 

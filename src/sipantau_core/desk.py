@@ -15,9 +15,12 @@ import gc
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -299,6 +302,9 @@ def _violations_from(text: str) -> tuple[Violation, ...]:
 
 
 _NO_STATE = StationState()
+_COUNTING = Stage.COUNTING.value
+_STATUS_VALUE = {status: status.value for status in ReportStatus}
+_ROLE_VALUE = {role: role.value for role in Role}
 _VOTE_COUNTER = tuple(f"votes.{n}" for n in range(100))
 
 
@@ -397,6 +403,67 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+#: The parallel bulk path gives each forked worker at least this many reports.
+_MIN_SHARE = 500
+#: What forked workers of :meth:`Desk.submit_many` inherit: the desk, the reports read,
+#: their principals and the shares (set by the parent just before it forks).
+_FORK_JOB: (
+    tuple[
+        Desk,
+        Sequence[Report | SignedReport | SipantauError],
+        Sequence[Principal],
+        list[list[int]],
+    ]
+    | None
+) = None
+
+
+_SentReceipt = tuple[bytes, str, int, bytes, str, datetime, str, str | None]
+
+
+def _send_receipt(r: Receipt) -> _SentReceipt:
+    """A receipt as plain values: what crosses from a worker to the parent (pickling
+    thousands of attrs objects with UUIDs costs more than the work)."""
+    violations = _violations_json(Verdict(r.violations)) if r.violations else "[]"
+    fields = (r.report_id.bytes, r.status, r.version, r.chain_id.bytes, r.station)
+    return (*fields, r.received_at, violations, r.first_status)
+
+
+def _receive_receipt(sent: _SentReceipt) -> Receipt:
+    report_id, status, version, chain_id, station, received_at, violations, first = sent
+    return Receipt(
+        report_id=UUID(bytes=report_id),
+        status=status,  # type: ignore[arg-type]
+        version=version,
+        chain_id=UUID(bytes=chain_id),
+        station=station,
+        received_at=received_at,
+        violations=_violations_from(violations),
+        first_status=first,
+    )
+
+
+_Share = tuple[list[_SentReceipt | SipantauError], list[tuple[int, str, datetime]]]
+
+
+def _run_share(n: int) -> _Share:
+    """In a forked worker: store share ``n`` of the job through connections of its own;
+    the receipts as plain values, the events as (position in the share, kind, time)."""
+    assert _FORK_JOB is not None, "a worker of the parallel bulk path runs in a fork"
+    desk, submissions, principals, shares = _FORK_JOB
+    positions = shares[n]
+    desk.storage.after_fork()
+    try:
+        gc.disable()  # as in the parent's batch (the fork inherits the setting anyway)
+        items, events = desk._run_batch(
+            [submissions[i] for i in positions], [principals[i] for i in positions]
+        )
+    finally:
+        desk.storage.close()
+    sent = [_send_receipt(x) if isinstance(x, Receipt) else x for x in items]
+    return sent, [(k, event.kind, event.at) for k, event in events]
 
 
 def _desk_key_from_settings(settings: Mapping[str, Any]) -> DeviceKey | None:
@@ -500,6 +567,9 @@ class Desk:
         self.rules = rules
         self.incident_categories = incident_categories
         self.clock = clock
+        # by the 13 digits: a string compares faster than a parsed code (every report)
+        self._stations = {code.compact: s for code, s in deployment.stations.items()}
+        self._monitors = dict(deployment.monitors)
         self._expected_by_contest: dict[str, dict[str, tuple[int, int]]] = {}
         self._sealer = sealer
         settings = deployment.settings
@@ -595,28 +665,140 @@ class Desk:
         return item
 
     def submit_many(
-        self, reports: Iterable[Submission], *, principal: Principal | Sequence[Principal]
+        self,
+        reports: Iterable[Submission],
+        *,
+        principal: Principal | Sequence[Principal],
+        workers: int = 1,
     ) -> BulkResult:
         """The bulk path: the same checks and the same results as submitting the reports
         one by one, in order, but in one transaction. ``principal`` is who submits them
-        all, or one principal per report (a server batching many monitors' reports)."""
-        with _gc_paused():
-            return self._submit_many(reports, principal)
+        all, or one principal per report (a server batching many monitors' reports).
 
-    def _submit_many(
-        self, reports: Iterable[Submission], principal: Principal | Sequence[Principal]
-    ) -> BulkResult:
-        now = self.clock()
-        submissions = [self._read_submission(raw) for raw in reports]
+        ``workers=N`` (an import of many thousand reports into a database server) shares
+        the reports out by TPS among N forked processes, each with its own connection and
+        transaction, so that checking, hashing and writing use every core. Each TPS's
+        reports stay in one share, in order, so the receipts are those of the serial
+        path; the shares commit on their own (a failed share raises after the others
+        are done, and running the same call again is safe: what was stored comes back as
+        ``duplicate``). The report events are announced in this process, in order. It
+        falls back to one process where that cannot give the same result: a storage
+        held in memory, a platform without ``fork``, or a report id that two shares
+        would both need.
+        """
+        with _gc_paused():
+            submissions = [self._read_submission(raw) for raw in reports]
+            principals = self._principals(principal, len(submissions))
+            shares = self._shares(submissions, workers)
+            if shares is None:
+                items, events = self._run_batch(submissions, principals)
+            else:
+                items, events = self._run_shares(submissions, principals, shares)
+        for _, event in events:
+            self.plugins.report_event(self, event)
+        return BulkResult(tuple(items))
+
+    @staticmethod
+    def _principals(principal: Principal | Sequence[Principal], n: int) -> list[Principal]:
         if isinstance(principal, Principal):
-            principals = [principal] * len(submissions)
-        else:
-            principals = list(principal)
-            if len(principals) != len(submissions):
-                raise SipantauError(
-                    f"submit_many: {len(submissions)} reports but {len(principals)} principals",
-                    code="desk.bad_call",
+            return [principal] * n
+        principals = list(principal)
+        if len(principals) != n:
+            raise SipantauError(
+                f"submit_many: {n} reports but {len(principals)} principals",
+                code="desk.bad_call",
+            )
+        return principals
+
+    def _shares(
+        self, submissions: Sequence[Report | SignedReport | SipantauError], workers: int
+    ) -> list[list[int]] | None:
+        """The positions of ``submissions`` in ``workers`` shares by TPS, or ``None`` for
+        the serial path (one worker, too few reports, storage in memory, no ``fork``, or a
+        report id — its own or the one it amends — in two shares)."""
+        if (
+            workers < 2
+            or len(submissions) < 2 * _MIN_SHARE
+            or not self.storage.multi_process
+            or "fork" not in multiprocessing.get_all_start_methods()
+        ):
+            return None
+        n = min(workers, len(submissions) // _MIN_SHARE)
+        shares: list[list[int]] = [[] for _ in range(n)]
+        owner: dict[UUID, int] = {}
+        for i, item in enumerate(submissions):
+            report = item.report if isinstance(item, SignedReport) else item
+            if isinstance(report, SipantauError):
+                shares[i % n].append(i)
+                continue
+            share = zlib.crc32(report.station.compact.encode()) % n
+            ids = (
+                (report.report_id,)
+                if report.amends is None
+                else (
+                    report.report_id,
+                    report.amends.report_id,
                 )
+            )
+            for report_id in ids:
+                if owner.setdefault(report_id, share) != share:
+                    return None
+            shares[share].append(i)
+        return [share for share in shares if share]
+
+    def _run_shares(
+        self,
+        submissions: Sequence[Report | SignedReport | SipantauError],
+        principals: Sequence[Principal],
+        shares: list[list[int]],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        global _FORK_JOB  # what the forked workers inherit, set just before they fork
+        _FORK_JOB = (self, submissions, principals, shares)
+        context = multiprocessing.get_context("fork")
+        items: list[Receipt | SipantauError | None] = [None] * len(submissions)
+        events: list[tuple[int, ReportEvent]] = []
+        failure: BaseException | None = None
+        try:
+            with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+                futures = [pool.submit(_run_share, n) for n in range(len(shares))]
+                for share, future in zip(shares, futures, strict=True):
+                    try:
+                        done, announced = future.result()
+                    except BaseException as e:  # noqa: BLE001 - raised once all are done
+                        failure = failure or e
+                        continue
+                    for position, item in zip(share, done, strict=True):
+                        items[position] = (
+                            item if isinstance(item, SipantauError) else _receive_receipt(item)
+                        )
+                    for k, kind, at in announced:
+                        position = share[k]
+                        receipt = items[position]
+                        submitted = submissions[position]
+                        assert isinstance(receipt, Receipt)
+                        assert not isinstance(submitted, SipantauError)
+                        report = (
+                            submitted.report if isinstance(submitted, SignedReport) else submitted
+                        )
+                        event = ReportEvent(kind, report, receipt, principals[position], at)
+                        events.append((position, event))
+        finally:
+            _FORK_JOB = None
+        events.sort(key=lambda pair: pair[0])
+        if failure is not None:
+            for _, event in events:  # what the other shares committed did happen
+                self.plugins.report_event(self, event)
+            raise failure
+        return [item for item in items if item is not None], events
+
+    def _run_batch(
+        self,
+        submissions: Sequence[Report | SignedReport | SipantauError],
+        principals: Sequence[Principal],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        """Check, store and count ``submissions`` in one transaction; the items in order
+        and the events to announce (with the position of their report)."""
+        now = self.clock()
         key_ids = {x.signature.key_id for x in submissions if isinstance(x, SignedReport)}
         keys: dict[str, DeviceKeyRecord] = {}
         if key_ids:
@@ -646,10 +828,7 @@ class Desk:
                             principal_i, "submit", "report", f"denied:{e.code}", now, where=where
                         )
                     )
-        items, events = self._store(prepared, now, denied)
-        for event in events:
-            self.plugins.report_event(self, event)
-        return BulkResult(tuple(items))
+        return self._store(prepared, now, denied)
 
     @staticmethod
     def _read_submission(raw: Submission) -> Report | SignedReport | SipantauError:
@@ -725,7 +904,8 @@ class Desk:
         now: datetime,
     ) -> _Prepared:
         report = item.report if isinstance(item, SignedReport) else item
-        station = self.deployment.stations.get(report.station)
+        code = report.station.compact
+        station = self._stations.get(code)
         self._check_submitter(report, principal)
         report = self._check_signature(item, principal, keys, now)
         if station is None:
@@ -734,14 +914,14 @@ class Desk:
                 code="report.unknown_station",
                 message_id=f"TPS {report.station.label} tidak terdaftar di desk ini",
             )
-        monitor = self.deployment.monitors.get(report.monitor)
+        monitor = self._monitors.get(report.monitor)
         if monitor is None:
             raise UnknownEntityError(
                 "the report names a monitor who is not in the deployment",
                 code="report.unknown_monitor",
                 message_id="pemantau yang disebut dalam laporan tidak terdaftar",
             )
-        if monitor.station != report.station:
+        if monitor.station.compact != code:
             raise UnknownEntityError(
                 f"monitor {report.monitor!r} is assigned to TPS {monitor.station.label}, "
                 f"not {report.station.label}",
@@ -823,7 +1003,7 @@ class Desk:
         prepared: Sequence[_Prepared | SipantauError],
         now: datetime,
         denied: list[AuditRecord],
-    ) -> tuple[list[Receipt | SipantauError], list[ReportEvent]]:
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
         for attempt in range(MAX_RETRIES):
             try:
                 with self.storage.transaction() as tx:
@@ -831,7 +1011,8 @@ class Desk:
                     batch.audit[:0] = denied
                     if self.notifier is not None:
                         # the alerts are queued in the transaction that stores the reports
-                        batch.notifications.extend(self.notifier.queue(events, now))
+                        queued = self.notifier.queue([event for _, event in events], now)
+                        batch.notifications.extend(queued)
                     self._commit(tx, batch)
                 return items, events
             except ConflictError as e:
@@ -845,7 +1026,7 @@ class Desk:
         tx: StorageTx,
         prepared: Sequence[_Prepared | SipantauError],
         now: datetime,
-    ) -> tuple[list[Receipt | SipantauError], list[ReportEvent], WriteBatch]:
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]], WriteBatch]:
         ok = [p for p in prepared if isinstance(p, _Prepared)]
         keys = sorted(
             {
@@ -865,8 +1046,8 @@ class Desk:
         batch = WriteBatch()
         recount = _Recount()
         items: list[Receipt | SipantauError] = []
-        events: list[ReportEvent] = []
-        for p in prepared:
+        events: list[tuple[int, ReportEvent]] = []
+        for position, p in enumerate(prepared):
             if isinstance(p, SipantauError):
                 items.append(p)
                 continue
@@ -877,7 +1058,7 @@ class Desk:
                 continue
             items.append(receipt)
             if event is not None:
-                events.append(event)
+                events.append((position, event))
         recount.into(batch.aggregates)
         return items, events, batch
 
@@ -937,7 +1118,9 @@ class Desk:
             known[head.report_id] = superseded
         else:
             chain_id, version = report.report_id, 1
-        if p.verdict is not None and not p.verdict.ok:
+        verdict = p.verdict
+        violations = () if verdict is None else verdict.violations
+        if violations and not verdict.ok:  # type: ignore[union-attr]
             status = ReportStatus.FLAGGED
         else:
             status = ReportStatus.ACCEPTED
@@ -949,15 +1132,13 @@ class Desk:
             station=station,
             contest=report.contest,
             monitor=report.monitor,
-            stage=report.stage.value
-            if isinstance(report, SituationReport)
-            else Stage.COUNTING.value,
+            stage=report.stage.value if isinstance(report, SituationReport) else _COUNTING,
             observed_at=report.observed_at,
             received_at=now,
             digest=p.digest,
             payload=p.payload,
             status=status,
-            verdict=_violations_json(p.verdict),
+            verdict=_violations_json(verdict) if violations else "[]",
             submitted_by=principal.id,
         )
         if isinstance(report, TallyReport):
@@ -984,18 +1165,27 @@ class Desk:
         batch.reports.append(stored)
         known[stored.report_id] = stored
         heads[chain_id] = stored
+        outcome = _STATUS_VALUE[status]
         batch.audit.append(
             AuditRecord(
                 at=now,
                 principal=principal.id,
-                role=principal.role.value,
+                role=_ROLE_VALUE[principal.role],
                 action="submit",
                 object=f"report:{report.report_id}",
-                outcome=status.value,
+                outcome=outcome,
                 region=station,
             )
         )
-        receipt = self._receipt(stored)
+        receipt = Receipt(
+            report_id=stored.report_id,
+            status=outcome,  # type: ignore[arg-type]
+            version=version,
+            chain_id=chain_id,
+            station=station,
+            received_at=now,
+            violations=violations,
+        )
         kind_of_event = (
             "corrected"
             if version > 1
@@ -1066,7 +1256,17 @@ class Desk:
     @staticmethod
     def _commit(tx: StorageTx, batch: WriteBatch) -> None:
         """Write ``batch``, numbering and chaining its audit entries after the log's head
-        (locked, so the chain has one writer at a time)."""
+        (locked, so the chain has one writer at a time).
+
+        A batch of reports is written in two steps: first what no other writer touches
+        (its reports and stations, locked already), then, with the head locked, what every
+        writer shares (the counts of the regions above the TPS, and the audit entries).
+        Concurrent writers then queue only for that short second step."""
+        if batch.reports and (batch.audit or batch.aggregates):
+            own = attrs.evolve(batch, audit=[], aggregates={})
+            shared = WriteBatch(audit=batch.audit, aggregates=batch.aggregates)
+            tx.write(own)
+            batch = shared
         if batch.audit:
             batch.audit = chain(tx.audit_head(lock=True), batch.audit)
         if batch:

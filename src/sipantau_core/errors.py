@@ -9,6 +9,7 @@ and carries a stable ``code`` (part of the public contract), an English
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -38,6 +39,18 @@ class SipantauError(Exception):
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt as they are (code, messages, problems…), not by calling __init__ again
+        # with the message: errors cross process boundaries (the parallel bulk path).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[SipantauError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 @attrs.frozen

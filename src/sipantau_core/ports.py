@@ -370,6 +370,10 @@ class Storage(abc.ABC):
     """A storage backend. Made by a plugin's ``sipantau_storage`` hook from a URL."""
 
     url: str = ""
+    #: Several processes may write to this storage at once, each through its own handle
+    #: (a database server, a database file); ``False`` for storage held in one process's
+    #: memory. The parallel bulk path (``submit_many(..., workers=N)``) needs it.
+    multi_process: bool = False
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[StorageTx]:
@@ -379,6 +383,11 @@ class Storage(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release connections."""
+
+    def after_fork(self) -> None:  # noqa: B027 - optional for backends that hold nothing
+        """In a child process forked from the one that opened this storage: drop the
+        connections inherited from the parent (without closing them: they are the
+        parent's) so that the child opens its own."""
 
     def info(self) -> Mapping[str, Any]:
         """What the backend is (for logs): never credentials."""
