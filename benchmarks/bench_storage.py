@@ -297,10 +297,10 @@ def orm_baseline(engine: sa.Engine, rows: Sequence[tuple[Any, ...]], chunk: int)
 # ---------------------------------------------------------------------------------------
 
 
-def bulk(desk: Desk, reports: Sequence[TallyReport], chunk: int) -> float:
+def bulk(desk: Desk, reports: Sequence[TallyReport], chunk: int, workers: int = 1) -> float:
     def run() -> None:
         for part in chunks(reports, chunk):
-            result = desk.submit_many(part, principal=SYSTEM)
+            result = desk.submit_many(part, principal=SYSTEM, workers=workers)
             assert not result.errors, result.errors[:3]
 
     return timed(run)
@@ -360,6 +360,24 @@ def run_backend(
     return out
 
 
+def run_workers(
+    name: str, url: str, dep: Deployment, reports: list[TallyReport], args: argparse.Namespace
+) -> float:
+    """The parallel bulk path: every report in one call, shared out among forked workers."""
+    desk = Desk.open(dep, storage=SQLStorage(url))
+    try:
+        seconds = bulk(desk, reports, len(reports), args.workers)
+        rate = line(
+            f"{name}: desk.submit_many, all at once, workers={args.workers}",
+            len(reports),
+            seconds,
+        )
+        assert desk.audit.verify().ok
+        return rate
+    finally:
+        desk.close()
+
+
 def run_one_by_one(name: str, url: str, dep: Deployment, reports: list[TallyReport]) -> float:
     desk = Desk.open(dep, storage=SQLStorage(url))
     try:
@@ -377,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tally-calls", type=int, default=200)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="the parallel bulk path")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -429,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         engine.dispose()
     with pg_schema(args.pg) as url:
         pg = run_backend("PostgreSQL", url, dep, reports, args)
+    if args.workers > 1:
+        with pg_schema(args.pg) as url:
+            pg["workers"] = run_workers("PostgreSQL", url, dep, reports, args)
     with pg_schema(args.pg) as url:
         pg_one = run_one_by_one("PostgreSQL", url, dep, few)
     print(
@@ -439,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"one-by-one/ORM per-row commit = {pg_one / orm_one:.2f}, "
         f"bulk/one-by-one = {pg['bulk'] / pg_one:.1f}"
     )
+    if "workers" in pg:
+        print(
+            f"  with workers: /COPY text = {pg['workers'] / copy_rate:.3f}, /COPY binary = "
+            f"{pg['workers'] / binary_rate:.3f}, /bulk in one process = "
+            f"{pg['workers'] / pg['bulk']:.2f}"
+        )
 
     if not args.skip_sqlite:
         print("\nSQLite")

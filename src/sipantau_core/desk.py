@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import attrs
@@ -301,6 +301,7 @@ def _violations_from(text: str) -> tuple[Violation, ...]:
     )
 
 
+_T = TypeVar("_T")
 _NO_STATE = StationState()
 _COUNTING = Stage.COUNTING.value
 _STATUS_VALUE = {status: status.value for status in ReportStatus}
@@ -1272,6 +1273,21 @@ class Desk:
         if batch:
             tx.write(batch)
 
+    def _read_audited(self, entry: AuditRecord, read: Callable[[StorageTx], _T]) -> _T:
+        """``read`` and the audit entry recording it, in one transaction: the read is on
+        record exactly when it happened, and it costs one round of connect, begin and
+        commit instead of two."""
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    found = read(tx)
+                    self._commit(tx, WriteBatch(audit=[entry]))
+                return found
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _write_audit(self, *entries: AuditRecord) -> None:
         self._write(WriteBatch(audit=list(entries)))
 
@@ -1753,17 +1769,17 @@ class Desk:
             released=released,
         )
         key = target.compact if isinstance(target, StationCode) else target.value
-        with self.storage.transaction() as tx:
+
+        def read(tx: StorageTx) -> Mapping[str, int]:
             if isinstance(target, StationCode):
                 state = tx.station_states([(contest_id, key)])[(contest_id, key)]
-                counters = dict(state.counted.counters) if state.counted else {}
-            else:
-                counters = tx.aggregates(contest_id, key)
-        self._write_audit(
-            self._audit_entry(
-                principal, "read_tally", f"tally:{contest_id}:{key}", "ok", where=target
-            )
+                return dict(state.counted.counters) if state.counted else {}
+            return tx.aggregates(contest_id, key)
+
+        entry = self._audit_entry(
+            principal, "read_tally", f"tally:{contest_id}:{key}", "ok", where=target
         )
+        counters = self._read_audited(entry, read)
         expected = self._expected_for(contest_id).get(key, (0, 0))
         return Tally(
             region=key,
@@ -1788,10 +1804,8 @@ class Desk:
         target = self._target(where)
         what = f"{action.value}:{target}"
         self._guard(principal, action, target, what=what)
-        with self.storage.transaction() as tx:
-            found = tx.reports(query)
-        self._write_audit(self._audit_entry(principal, action.value, what, "ok", where=target))
-        return found
+        entry = self._audit_entry(principal, action.value, what, "ok", where=target)
+        return self._read_audited(entry, lambda tx: tx.reports(query))
 
     def _prefix(self, where: RegionCode | StationCode | str) -> str:
         target = self._target(where)
@@ -1941,9 +1955,8 @@ class Desk:
             if contest_region is None or contest_region.contains(s.code)
         ]
         keys = [(contest_id, s.code.compact) for s in stations]
-        with self.storage.transaction() as tx:
-            states = tx.station_states(keys) if keys else {}
-        self._write_audit(self._audit_entry(principal, "read_tally", what, "ok", where=target))
+        entry = self._audit_entry(principal, "read_tally", what, "ok", where=target)
+        states = self._read_audited(entry, lambda tx: tx.station_states(keys) if keys else {})
         options = self.deployment.contests[contest_id].options
         reported = [
             TpsResult(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import threading
 from collections import defaultdict
@@ -375,6 +376,7 @@ _AUDIT_NAMES = [
     "seq", "at", "principal", "role", "action", "object", "outcome", "detail", "region", "link"
 ]  # fmt: skip
 _AUDIT_COLUMNS = [AUDIT.c[name] for name in _AUDIT_NAMES]
+_audit_values = operator.attrgetter(*_AUDIT_NAMES)
 _COPY_REPORTS = (
     f"COPY reports ({', '.join(_REPORT_NAMES)}) FROM STDIN (FORMAT BINARY)",
     [c.type for c in _REPORT_COLUMNS],
@@ -411,6 +413,16 @@ def _check_aware(times: Iterable[datetime]) -> None:
             )
 
 
+_json_key = json.encoder.encode_basestring_ascii
+
+
+def _counters_json(counters: Mapping[str, int]) -> str:
+    """``json.dumps(counters, separators=(",", ":"))``, written directly (a row per TPS)."""
+    if not all(type(v) is int for v in counters.values()):
+        return json.dumps(counters, separators=(",", ":"))
+    return "{" + ",".join([f"{_json_key(k)}:{v}" for k, v in counters.items()]) + "}"
+
+
 def _stage_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
     for row in rows:
         counters = row["counters"]
@@ -420,7 +432,7 @@ def _stage_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]
             row["chain_id"],
             row["counted_report_id"],
             row["counted_version"],
-            None if counters is None else json.dumps(counters, separators=(",", ":")),
+            None if counters is None else _counters_json(counters),
         )
 
 
@@ -1050,7 +1062,7 @@ class _SQLTx(StorageTx):
                 sa.insert(RELEASES), [attrs.asdict(r, recurse=False) for r in batch.releases]
             )
         if batch.audit:
-            values = [tuple(getattr(e, name) for name in _AUDIT_NAMES) for e in batch.audit]
+            values = [_audit_values(e) for e in batch.audit]
             if self._pg and len(values) >= _COPY_FROM:
                 _check_aware(e.at for e in batch.audit)
                 self._copy(_COPY_AUDIT, values)
@@ -1179,9 +1191,7 @@ def _columns(rows: list[dict[str, Any]], json_column: str | None = None) -> dict
     """Rows as one list per column (for :func:`_unnest`)."""
     out: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
     if json_column is not None:
-        out[json_column] = [
-            None if v is None else json.dumps(v, separators=(",", ":")) for v in out[json_column]
-        ]
+        out[json_column] = [None if v is None else _counters_json(v) for v in out[json_column]]
     return out
 
 
