@@ -606,6 +606,7 @@ ALLOWED = frozenset(
         "report.not_flagged",
         "report.not_head",
         "report.already_rejected",
+        "report.station_already_reported",
         "storage.race",
     }
 )
@@ -659,19 +660,40 @@ def _originals(dep: Deployment) -> list[TallyReport]:
     return [_tally(s, i) for i, s in enumerate(sorted(dep.stations.values(), key=lambda s: s.code))]
 
 
-def _race_worker(url: str, worker: int, n_workers: int, barrier: Any, out: Any) -> None:
+def _is_rival(i: int) -> bool:
+    """At these TPS every process sends an original of its own (other id, other figures):
+    one chain wins, the others are ``report.station_already_reported``."""
+    return i % 5 == 1
+
+
+def _rival(station: PollingStation, i: int, worker: int) -> TallyReport:
+    return _tally(station, 5000 * (worker + 1) + i)
+
+
+def _race_worker(
+    url: str, worker: int, n_workers: int, barrier: Any, out: Any, bulk_from: int | None = None
+) -> None:
     """One process: every original (shared: duplicates across processes), then its own
-    correction of every third TPS (racing the others'), then overrides of the flagged."""
+    correction of every third TPS (racing the others'), then overrides of the flagged.
+    ``bulk_from``: batches of this many reports and more take the PostgreSQL bulk paths
+    (``COPY``, staged station locks) that otherwise start at hundreds of rows."""
+    if bulk_from is not None:
+        from sipantau_adapters.storage import sql
+
+        sql._COPY_FROM = sql._STAGE_FROM = bulk_from
     codes: Counter[str] = Counter()
     unexpected: list[str] = []
     rng = random.Random(worker)
     dep = race_deployment()
-    originals = _originals(dep)
     stations = sorted(dep.stations.values(), key=lambda s: s.code)
+    shared = _originals(dep)
+    originals = [
+        _rival(s, i, worker) if _is_rival(i) else shared[i] for i, s in enumerate(stations)
+    ]
     corrections = [
         _tally(s, 1000 * (worker + 1) + i, amends=Amends(originals[i].report_id, 1))
         for i, s in enumerate(stations)
-        if i % 3 == 0
+        if i % 3 == 0 and not _is_rival(i)
     ]
 
     def note(items: list[Any]) -> None:
@@ -702,7 +724,7 @@ def _race_worker(url: str, worker: int, n_workers: int, barrier: Any, out: Any) 
                 time.sleep(rng.random() / 200)  # let the others interleave
             barrier.wait()
         officer = Principal(id="officer", role=Role.OFFICER, scope="31")
-        flagged = [r for i, r in enumerate(originals) if i % 7 == 0]
+        flagged = [r for i, r in enumerate(originals) if i % 7 == 0 and not _is_rival(i)]
         rng.shuffle(flagged)
         for report in flagged:
             try:
@@ -715,13 +737,15 @@ def _race_worker(url: str, worker: int, n_workers: int, barrier: Any, out: Any) 
     out.put((worker, dict(codes), unexpected))
 
 
-def _run_race(url: str, n_workers: int) -> list[tuple[int, dict[str, int], list[str]]]:
+def _run_race(
+    url: str, n_workers: int, bulk_from: int | None = None
+) -> list[tuple[int, dict[str, int], list[str]]]:
     SQLStorage(url).close()  # migrate once up front (the workers would queue for it anyway)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(n_workers, timeout=120)
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_race_worker, args=(url, w, n_workers, barrier, out))
+        ctx.Process(target=_race_worker, args=(url, w, n_workers, barrier, out, bulk_from))
         for w in range(n_workers)
     ]
     for p in procs:
@@ -782,10 +806,18 @@ def _check_race_outcome(url: str, results: list[tuple[int, dict[str, int], list[
         aggregates = {region: tx.aggregates(CONTEST, region) for region in regions}
     store.close()
 
-    # Every original stored once; one chain per TPS; versions without gaps.
-    assert sorted(r.report_id for r in every if r.version == 1) == sorted(
-        r.report_id for r in originals
-    )
+    # Every shared original stored once, one rival original per rival TPS; one chain
+    # per TPS; versions without gaps.
+    stations = sorted(dep.stations.values(), key=lambda s: s.code)
+    firsts = {r.station: r.report_id for r in every if r.version == 1}
+    assert len(firsts) == sum(1 for r in every if r.version == 1) == len(stations)
+    for i, station in enumerate(stations):
+        if _is_rival(i):
+            rivals = {_rival(station, i, w).report_id for w in range(len(results))}
+            assert firsts[station.code.compact] in rivals
+        else:
+            assert firsts[station.code.compact] == originals[i].report_id
+    assert totals["report.station_already_reported"] > 0, totals
     assert len({r.report_id for r in every}) == len(every)
     assert sorted(h.station for h in heads) == sorted(s.compact for s in dep.stations)
     chains: dict[uuid.UUID, list[int]] = defaultdict(list)
@@ -828,6 +860,15 @@ def _check_race_outcome(url: str, results: list[tuple[int, dict[str, int], list[
 @pytest.mark.slow
 def test_four_processes_on_one_postgresql_count_exactly(pg_url: str) -> None:  # noqa: F811
     results = _run_race(pg_url, 4)
+    _check_race_outcome(pg_url, results)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_four_processes_through_copy_and_staged_locks_count_exactly(
+    pg_url: str,  # noqa: F811
+) -> None:
+    results = _run_race(pg_url, 4, bulk_from=2)
     _check_race_outcome(pg_url, results)
 
 

@@ -608,6 +608,11 @@ def _pg_statements() -> dict[str, Any]:
         )
         .on_conflict_do_nothing(index_elements=["contest", "station"])
     )
+    inserted = s["lock_insert_staged"].returning(STATIONS.c.contest, STATIONS.c.station).cte()
+    # the keys this transaction inserted are its own until it commits: no lock to take
+    s["lock_insert_staged"] = sa.delete(k).where(
+        k.c.contest == inserted.c.contest, k.c.station == inserted.c.station
+    )
     s["lock_select_staged"] = (
         sa.select(STATIONS)
         .join(k, sa.and_(STATIONS.c.contest == k.c.contest, STATIONS.c.station == k.c.station))
@@ -830,6 +835,11 @@ class _SQLTx(StorageTx):
         params = {"contest": [k[0] for k in ordered], "station": [k[1] for k in ordered]}
         if lock and len(ordered) >= _STAGE_FROM:
             with self._staged(_STAGE_KEYS, ordered):
+                # Insert the missing rows (dropping their keys from the staged ones: a
+                # row this transaction inserted is invisible to others until it commits,
+                # and a concurrent insert of the same key waits for it), then lock the
+                # rows that were there, with a fresh snapshot that sees every committed
+                # one.
                 self._conn.execute(_PG["lock_insert_staged"])
                 rows = list(self._conn.execute(_PG["lock_select_staged"]))
         elif lock:
