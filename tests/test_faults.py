@@ -556,12 +556,39 @@ def run_with_every_fault(url: str, scenario: str, fault: str) -> list[str]:
         desk.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def _url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'desk.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
+        return f"sqlite:///{tmp_path / 'desk.db'}"
+    if request.param == "postgresql-bulk":
+        from sipantau_adapters.storage import sql
+
+        monkeypatch.setattr(sql, "_COPY_FROM", 2)
+        monkeypatch.setattr(sql, "_STAGE_FROM", 2)
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("postgresql-bulk", marks=pytest.mark.postgres),
+    ]
+)
+def any_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A database for the use case; ``postgresql-bulk``: with the bulk paths (``COPY``,
+    staged station locks, plain inserts of new station rows) from two rows on, so that
+    the scenarios' small batches take them."""
+    return _url(request, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def statement_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A database whose every write statement the faults can reach (``COPY`` goes past
+    SQLAlchemy, so the bulk paths are not among these)."""
+    return _url(request, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
@@ -611,14 +638,14 @@ def _everything(store: SQLStorage) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("with_reports", [True, False], ids=["savepoint", "no-savepoint"])
 def test_a_write_failing_between_its_statements_leaves_nothing_of_its_batch(
-    any_url: str, with_reports: bool
+    statement_url: str, with_reports: bool
 ) -> None:
     """Whatever statement of a write fails, nothing of its batch remains, even when the
     caller swallows the error and leaves the transaction normally: with reports in the
     batch, a savepoint undoes it and the transaction goes on; without, the transaction
     is rolled back instead of committed (``storage.failed``), unless the failure came
     before anything of the batch was written."""
-    storage = FaultyStorage(any_url)
+    storage = FaultyStorage(statement_url)
     try:
         assert _everything(storage) == ([], {(CONTEST, "1673011001001"): StationState()},
                                         {}, {}, [], [], [], (0, GENESIS), [])  # fmt: skip

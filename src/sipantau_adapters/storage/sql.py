@@ -51,6 +51,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from psycopg.types.json import Json
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -381,6 +382,15 @@ _COPY_REPORTS = (
     f"COPY reports ({', '.join(_REPORT_NAMES)}) FROM STDIN (FORMAT BINARY)",
     [c.type for c in _REPORT_COLUMNS],
 )
+_STATION_COLUMNS = [
+    STATIONS.c[name]
+    for name in ("contest", "station", "chain_id", "counted_report_id", "counted_version")
+] + [STATIONS.c.counters]
+_COPY_STATIONS = (
+    f"COPY station_states ({', '.join(c.name for c in _STATION_COLUMNS)}) "
+    "FROM STDIN (FORMAT BINARY)",
+    [c.type for c in _STATION_COLUMNS],
+)
 _COPY_AUDIT = (
     f"COPY audit_log ({', '.join(_AUDIT_NAMES)}) FROM STDIN (FORMAT BINARY)",
     [c.type for c in _AUDIT_COLUMNS],
@@ -421,6 +431,24 @@ def _counters_json(counters: Mapping[str, int]) -> str:
     if not all(type(v) is int for v in counters.values()):
         return json.dumps(counters, separators=(",", ":"))
     return "{" + ",".join([f"{_json_key(k)}:{v}" for k, v in counters.items()]) + "}"
+
+
+def _new_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
+    """Rows for a binary ``COPY`` into ``station_states`` (``counters`` as JSON)."""
+    for row in rows:
+        counters = row["counters"]
+        yield (
+            row["contest"],
+            row["station"],
+            row["chain_id"],
+            row["counted_report_id"],
+            row["counted_version"],
+            None if counters is None else Json(_counters_json(counters), dumps=_as_is),
+        )
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _stage_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
@@ -600,19 +628,6 @@ def _pg_statements() -> dict[str, Any]:
         u, sa.and_(STATIONS.c.contest == u.c.contest, STATIONS.c.station == u.c.station)
     )
     k = _STAGE_KEYS
-    s["lock_insert_staged"] = (
-        pg.insert(STATIONS)
-        .from_select(
-            ["contest", "station"],
-            sa.select(k.c.contest, k.c.station).order_by(k.c.contest, k.c.station),
-        )
-        .on_conflict_do_nothing(index_elements=["contest", "station"])
-    )
-    inserted = s["lock_insert_staged"].returning(STATIONS.c.contest, STATIONS.c.station).cte()
-    # the keys this transaction inserted are its own until it commits: no lock to take
-    s["lock_insert_staged"] = sa.delete(k).where(
-        k.c.contest == inserted.c.contest, k.c.station == inserted.c.station
-    )
     s["lock_select_staged"] = (
         sa.select(STATIONS)
         .join(k, sa.and_(STATIONS.c.contest == k.c.contest, STATIONS.c.station == k.c.station))
@@ -780,6 +795,8 @@ class _SQLTx(StorageTx):
         #: a write failed half-way and could not be undone: the transaction must not commit
         self.broken = False
         self._changed = False  # the current write has changed something
+        #: TPS looked up for writing (``lock=True``, in bulk) that had no row: inserted
+        self._absent: set[StationKey] = set()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -835,14 +852,15 @@ class _SQLTx(StorageTx):
         params = {"contest": [k[0] for k in ordered], "station": [k[1] for k in ordered]}
         if lock and len(ordered) >= _STAGE_FROM:
             with self._staged(_STAGE_KEYS, ordered):
-                # Insert the missing rows (dropping their keys from the staged ones: a
-                # row this transaction inserted is invisible to others until it commits,
-                # and a concurrent insert of the same key waits for it), then lock the
-                # rows that were there, with a fresh snapshot that sees every committed
-                # one.
-                self._conn.execute(_PG["lock_insert_staged"])
+                # Lock the rows there are. A TPS without one is written by a plain
+                # insert of its final row (``_write``), not locked through a placeholder
+                # row: a concurrent writer of the same new TPS then fails on the primary
+                # key (``storage.race``, and the desk reads again) or waits for it.
                 rows = list(self._conn.execute(_PG["lock_select_staged"]))
-        elif lock:
+            found = {(row.contest, row.station): _station_state(row) for row in rows}
+            self._absent.update(k for k in ordered if k not in found)
+            return found
+        if lock:
             # Insert the missing rows (so that there is a row to lock), then lock them all,
             # both in sorted order so that concurrent transactions queue instead of
             # deadlocking.
@@ -1054,11 +1072,21 @@ class _SQLTx(StorageTx):
             rows = [_station_values(k, batch.stations[k]) for k in sorted(batch.stations)]
             if not self._pg:
                 conn.execute(_SQLITE["stations"], rows)
-            elif len(rows) >= _STAGE_FROM:
-                with self._staged(_STAGE_STATIONS, _stage_station_rows(rows)):
-                    conn.execute(_PG["stations_staged"])
             else:
-                conn.execute(_PG["stations"], _columns(rows, json_column="counters"))
+                # A TPS that had no row when it was locked gets a plain insert (a row a
+                # concurrent writer put there since is a primary-key violation: a lost
+                # race); the others are upserted.
+                absent = self._absent
+                new = [r for r in rows if (r["contest"], r["station"]) in absent]
+                known = [r for r in rows if (r["contest"], r["station"]) not in absent]
+                if new:
+                    self._copy(_COPY_STATIONS, _new_station_rows(new))
+                    absent.difference_update((r["contest"], r["station"]) for r in new)
+                if len(known) >= _STAGE_FROM:
+                    with self._staged(_STAGE_STATIONS, _stage_station_rows(known)):
+                        conn.execute(_PG["stations_staged"])
+                elif known:
+                    conn.execute(_PG["stations"], _columns(known, json_column="counters"))
         deltas = sorted((k, v) for k, v in batch.aggregates.items() if v)
         if deltas:
             self._add_aggregates(deltas)
