@@ -42,7 +42,16 @@ GENESIS: Final = "0" * 64
 
 
 def _utc(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+    global _LAST_UTC  # the entries of a batch share one time: written once
+    last = _LAST_UTC
+    if last[0] is at:
+        return last[1]
+    text = at.astimezone(UTC).isoformat(timespec="microseconds")
+    _LAST_UTC = (at, text)
+    return text
+
+
+_LAST_UTC: tuple[datetime | None, str] = (None, "")
 
 
 def _canonical(entry: AuditRecord, seq: int) -> str:
@@ -103,10 +112,12 @@ def link_hash(previous: str, entry: AuditRecord) -> str:
 def chain(head: tuple[int, str], entries: Iterable[AuditRecord]) -> list[AuditRecord]:
     """Number ``entries`` after ``head`` (sequence, link) and link each to the one before."""
     seq, link = head
+    previous = bytes.fromhex(link)
     out = []
     for entry in entries:
         seq += 1
-        link = _link(link, _leaf(entry, seq))
+        previous = hashlib.sha256(_LINK + previous + _leaf(entry, seq)).digest()
+        link = previous.hex()
         out.append(
             AuditRecord(
                 at=entry.at,
