@@ -677,8 +677,9 @@ class Desk:
         all, or one principal per report (a server batching many monitors' reports).
 
         ``workers=N`` (an import of many thousand reports into a database server) shares
-        the reports out by TPS among N forked processes, each with its own connection and
-        transaction, so that checking, hashing and writing use every core. Each TPS's
+        the reports out by TPS among N processes (this one and N - 1 forked from it), each
+        with its own connection and transaction, so that checking, hashing and writing use
+        every core. Each TPS's
         reports stay in one share, in order, so the receipts are those of the serial
         path; the shares commit on their own (a failed share raises after the others
         are done, and running the same call again is safe: what was stored comes back as
@@ -760,19 +761,30 @@ class Desk:
         events: list[tuple[int, ReportEvent]] = []
         failure: BaseException | None = None
         try:
-            with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-                futures = [pool.submit(_run_share, n) for n in range(len(shares))]
-                for share, future in zip(shares, futures, strict=True):
+            # Share 0 is stored here, while forked workers store the others.
+            with ProcessPoolExecutor(len(shares) - 1, mp_context=context) as pool:
+                futures = [pool.submit(_run_share, n) for n in range(1, len(shares))]
+                try:
+                    mine, announced = self._run_batch(
+                        [submissions[i] for i in shares[0]], [principals[i] for i in shares[0]]
+                    )
+                except BaseException as e:  # noqa: BLE001 - raised once all are done
+                    failure = e
+                else:
+                    for position, item in zip(shares[0], mine, strict=True):
+                        items[position] = item
+                    events.extend((shares[0][k], event) for k, event in announced)
+                for share, future in zip(shares[1:], futures, strict=True):
                     try:
-                        done, announced = future.result()
+                        done, sent = future.result()
                     except BaseException as e:  # noqa: BLE001 - raised once all are done
                         failure = failure or e
                         continue
-                    for position, item in zip(share, done, strict=True):
+                    for position, got in zip(share, done, strict=True):
                         items[position] = (
-                            item if isinstance(item, SipantauError) else _receive_receipt(item)
+                            got if isinstance(got, SipantauError) else _receive_receipt(got)
                         )
-                    for k, kind, at in announced:
+                    for k, kind, at in sent:
                         position = share[k]
                         receipt = items[position]
                         submitted = submissions[position]
