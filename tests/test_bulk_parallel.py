@@ -38,7 +38,7 @@ from sipantau_core import (
     hookimpl,
 )
 from sipantau_core.desk import BulkResult, ReportEvent
-from sipantau_core.domain import Report
+from sipantau_core.domain import Monitor, Report
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = Principal(id="import", role=Role.SYSTEM)
@@ -61,6 +61,24 @@ def new_url() -> Iterator[Callable[[], str]]:
 def small_shares(monkeypatch: pytest.MonkeyPatch) -> None:
     # a few dozen reports make several shares (500 each at least otherwise)
     monkeypatch.setattr(desk_module, "_MIN_SHARE", 5)
+
+
+def tally(
+    m: Monitor, valid: int, ago: timedelta, votes: tuple[int, int], invalid: int = 3, **kw: Any
+) -> TallyReport:
+    """A tally of ``m``'s TPS observed ``ago`` before NOW; ``kw`` replaces fields."""
+    fields: dict[str, Any] = {
+        "report_id": uuid.uuid4(),
+        "monitor": m.id,
+        "station": m.station,
+        "contest": "walikota",
+        "observed_at": NOW - ago,
+        "votes": {1: votes[0], 2: votes[1]},
+        "valid": valid,
+        "invalid": invalid,
+        "total": valid + invalid,
+    }
+    return TallyReport(**(fields | kw))
 
 
 def load(dep: Deployment, stations: int = 60) -> list[tuple[Report, Principal]]:
@@ -86,15 +104,12 @@ def load(dep: Deployment, stations: int = 60) -> list[tuple[Report, Principal]]:
         )
         valid = min(station.registered_voters // 2, 300)
         a, b = valid // 3, valid - valid // 3
-        report = TallyReport(
-            report_id=uuid.uuid4(),
-            monitor=m.id,
-            station=m.station,
-            contest="walikota",
-            observed_at=NOW - timedelta(hours=1),
-            votes={1: a, 2: b},
-            valid=valid,
-            invalid=3,
+
+        report = tally(
+            m,
+            valid,
+            timedelta(hours=1),
+            (a, b),
             total=valid + 3 + (1 if i % 7 == 0 else 0),  # every 7th: flagged
             voted=VoterCounts(valid + 3, 0, 0) if i % 7 else None,
         )
@@ -102,44 +117,14 @@ def load(dep: Deployment, stations: int = 60) -> list[tuple[Report, Principal]]:
         if i % 5 == 0:
             out.append((report, who))  # a resend: duplicate
         if i % 6 == 0:
-            fixed = TallyReport(
-                report_id=uuid.uuid4(),
-                monitor=m.id,
-                station=m.station,
-                contest="walikota",
-                observed_at=NOW - timedelta(minutes=30),
-                votes={1: a + 1, 2: b - 1},
-                valid=valid,
-                invalid=3,
-                total=valid + 3,
-                amends=Amends(report.report_id, 1),
-            )
+            amends = Amends(report.report_id, 1)
+            fixed = tally(m, valid, timedelta(minutes=30), (a + 1, b - 1), amends=amends)
             corrections.append((fixed, who))
-            stale = TallyReport(
-                report_id=uuid.uuid4(),
-                monitor=m.id,
-                station=m.station,
-                contest="walikota",
-                observed_at=NOW - timedelta(minutes=20),
-                votes={1: a, 2: b},
-                valid=valid,
-                invalid=3,
-                total=valid + 3,
-                amends=Amends(report.report_id, 1),  # version 1 is no longer the newest
-            )
-            corrections.append((stale, who))
+            # the same version amended again: it is no longer the newest
+            corrections.append((tally(m, valid, timedelta(minutes=20), (a, b), amends=amends), who))
         if i % 11 == 0:
-            other = TallyReport(
-                report_id=report.report_id,  # the same id with other content
-                monitor=m.id,
-                station=m.station,
-                contest="walikota",
-                observed_at=NOW,
-                votes={1: a, 2: b},
-                valid=valid,
-                invalid=4,
-                total=valid + 4,
-            )
+            # the same id with other content
+            other = tally(m, valid, timedelta(0), (a, b), invalid=4, report_id=report.report_id)
             corrections.append((other, who))
     first = monitors[0]
     second = monitors[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import attrs
 from hypothesis import HealthCheck, event, given, settings
@@ -116,6 +117,23 @@ def anything_tallies(draw: st.DrawFn) -> tuple[TallyReport, RuleContext]:
     return report, RuleContext(station, contest, tally_settings)
 
 
+def plain_tally(votes: dict[int, int], invalid: int = 0, **kw: Any) -> TallyReport:
+    """A tally of contest ``c`` at STATION whose sums add up."""
+    valid = sum(votes.values())
+    return TallyReport(
+        report_id=uuid.uuid4(),
+        monitor="M-1",
+        station=STATION,
+        contest="c",
+        observed_at=datetime(2024, 11, 27, 14, tzinfo=UTC),
+        votes=votes,
+        valid=valid,
+        invalid=invalid,
+        total=valid + invalid,
+        **kw,
+    )
+
+
 def builtins_say(report: TallyReport, ctx: RuleContext) -> list[Violation]:
     found: list[Violation] = []
     for rule in BUILTIN_RULES:
@@ -164,17 +182,7 @@ def test_a_registry_with_the_screen_runs_its_other_rules_in_order() -> None:
     registry = RuleRegistry([*BUILTIN_RULES, FunctionRule(("mine.always",), (), mine)])
     contest = Contest(id="c", candidates=[Candidate(1, "a"), Candidate(2, "b")])
     station = PollingStation(code=STATION, registered_voters=200)
-    clean = TallyReport(
-        report_id=uuid.uuid4(),
-        monitor="M-1",
-        station=STATION,
-        contest="c",
-        observed_at=datetime(2024, 11, 27, 14, tzinfo=UTC),
-        votes={1: 80, 2: 70},
-        valid=150,
-        invalid=2,
-        total=152,
-    )
+    clean = plain_tally({1: 80, 2: 70}, invalid=2)
     assert [v.code for v in registry.check(clean, station=station, contest=contest)] == [
         "mine.always"
     ]
@@ -188,17 +196,7 @@ def test_a_registry_without_every_builtin_runs_each_rule() -> None:
     only_sum = RuleRegistry([BUILTIN_RULES[4]])  # votes.sum_mismatch
     contest = Contest(id="c", candidates=[Candidate(1, "a")])
     station = PollingStation(code=STATION, registered_voters=10)
-    report = TallyReport(
-        report_id=uuid.uuid4(),
-        monitor="M-1",
-        station=STATION,
-        contest="c",
-        observed_at=datetime(2024, 11, 27, 14, tzinfo=UTC),
-        votes={1: 5, 7: 1},  # unknown candidate: not a rule of this registry
-        valid=6,
-        invalid=0,
-        total=6,
-    )
+    report = plain_tally({1: 5, 7: 1})  # an unknown candidate: not a rule of this registry
     assert list(only_sum.check(report, station=station, contest=contest)) == []
 
 
@@ -234,18 +232,8 @@ def test_canonical_bytes_of_the_strategies_reports_are_the_plain_json(
 
 
 def test_canonical_bytes_sort_two_digit_ballot_numbers_as_text() -> None:
-    report = TallyReport(
-        report_id=uuid.uuid4(),
-        monitor="M-1",
-        station=STATION,
-        contest="c",
-        observed_at=datetime(2024, 11, 27, 14, tzinfo=UTC),
-        votes={2: 1, 10: 2, 0: 3, 11: 4},
-        valid=10,
-        invalid=0,
-        total=10,
-        position=Position(-3, 102),  # integers, converted to floats
-    )
+    # the position in integers, converted to floats
+    report = plain_tally({2: 1, 10: 2, 0: 3, 11: 4}, position=Position(-3, 102))
     raw = canonical_bytes(report)
     assert raw == plain_canonical(report)
     assert b'"votes":{"0":3,"10":2,"11":4,"2":1}' in raw

@@ -38,7 +38,7 @@ import operator
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime
 from typing import Any
@@ -433,25 +433,20 @@ def _counters_json(counters: Mapping[str, int]) -> str:
     return "{" + ",".join([f"{_json_key(k)}:{v}" for k, v in counters.items()]) + "}"
 
 
-def _new_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
-    """Rows for a binary ``COPY`` into ``station_states`` (``counters`` as JSON)."""
-    for row in rows:
-        counters = row["counters"]
-        yield (
-            row["contest"],
-            row["station"],
-            row["chain_id"],
-            row["counted_report_id"],
-            row["counted_version"],
-            None if counters is None else Json(_counters_json(counters), dumps=_as_is),
-        )
+def _as_json(text: str) -> Json:
+    """Counters already written as JSON text, for a binary ``COPY`` into a JSON column."""
+    return Json(text, dumps=_as_is)
 
 
 def _as_is(text: str) -> str:
     return text
 
 
-def _stage_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
+def _station_rows(
+    rows: list[dict[str, Any]], counters_as: Callable[[str], Any] = _as_is
+) -> Iterator[tuple[Any, ...]]:
+    """Station rows for ``COPY``: ``counters`` as JSON text (a staging table's text
+    column), or as ``counters_as`` makes it (``_as_json`` for the table's JSON column)."""
     for row in rows:
         counters = row["counters"]
         yield (
@@ -460,7 +455,7 @@ def _stage_station_rows(rows: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]
             row["chain_id"],
             row["counted_report_id"],
             row["counted_version"],
-            None if counters is None else _counters_json(counters),
+            None if counters is None else counters_as(_counters_json(counters)),
         )
 
 
@@ -1080,10 +1075,10 @@ class _SQLTx(StorageTx):
                 new = [r for r in rows if (r["contest"], r["station"]) in absent]
                 known = [r for r in rows if (r["contest"], r["station"]) not in absent]
                 if new:
-                    self._copy(_COPY_STATIONS, _new_station_rows(new))
+                    self._copy(_COPY_STATIONS, _station_rows(new, _as_json))
                     absent.difference_update((r["contest"], r["station"]) for r in new)
                 if len(known) >= _STAGE_FROM:
-                    with self._staged(_STAGE_STATIONS, _stage_station_rows(known)):
+                    with self._staged(_STAGE_STATIONS, _station_rows(known)):
                         conn.execute(_PG["stations_staged"])
                 elif known:
                     conn.execute(_PG["stations"], _columns(known, json_column="counters"))
