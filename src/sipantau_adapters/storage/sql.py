@@ -1299,8 +1299,10 @@ class SQLStorage(Storage):
         return not self._target.memory
 
     def after_fork(self) -> None:
-        # SQLAlchemy's recipe for a forked child: forget the pool's connections
-        self._engine.dispose(close=False)
+        # SQLAlchemy's recipe for a forked child: forget the pool's connections. An
+        # in-memory database is the one connection, copied into the child with its data.
+        if not self._target.memory:
+            self._engine.dispose(close=False)
 
     def info(self) -> Mapping[str, Any]:
         return {

@@ -24,6 +24,7 @@ that serves the URL must be installed or passed in ``desk_plugins``).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -124,6 +125,16 @@ def _stored(
         verdict="[]",
         submitted_by="tester",
     )
+
+
+def _write_in_child(storage: Storage, report: StoredReport) -> None:
+    """In a forked child: drop the parent's connections, write ``report``, let go."""
+    storage.after_fork()
+    try:
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[report]))
+    finally:
+        storage.close()
 
 
 class StorageContract:
@@ -454,6 +465,32 @@ class StorageContract:
             tx.write(WriteBatch(reports=[first], notifications=[_notification(1)]))
         with storage.transaction() as tx:
             assert tx.notifications() == []
+
+    def test_multi_process_says_whether_a_forked_child_writes_for_all(
+        self, storage: Storage
+    ) -> None:
+        """``multi_process`` is true exactly when what a child forked from this process
+        writes (after ``after_fork()``) is there for this process too; and this process's
+        own handle goes on working after the fork."""
+        if "fork" not in multiprocessing.get_all_start_methods():  # pragma: no cover
+            pytest.skip("this platform cannot fork")
+        with storage.transaction() as tx:  # the parent has used its handle before
+            tx.write(WriteBatch(reports=[_stored()]))
+        report = _stored()
+        child = multiprocessing.get_context("fork").Process(
+            target=_write_in_child, args=(storage, report)
+        )
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0, "the child could not write through after_fork()"
+        with storage.transaction() as tx:
+            seen = tx.get_reports([report.report_id])
+        assert (report.report_id in seen) is bool(storage.multi_process)
+        mine = _stored()
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[mine]))
+        with storage.transaction() as tx:
+            assert tx.get_reports([mine.report_id]) == {mine.report_id: mine}
 
     def test_data_survives_reopening(self, storage: Storage) -> None:
         if not self.persistent:
