@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -408,6 +409,8 @@ def _gc_paused() -> Iterator[None]:
 
 #: The parallel bulk path gives each forked worker at least this many reports.
 _MIN_SHARE = 500
+#: One parallel bulk call at a time in a process (they share ``_FORK_JOB``).
+_FORK_LOCK = threading.Lock()
 #: What forked workers of :meth:`Desk.submit_many` inherit: the desk, the reports read,
 #: their principals and the shares (set by the parent just before it forks).
 _FORK_JOB: (
@@ -679,14 +682,14 @@ class Desk:
         ``workers=N`` (an import of many thousand reports into a database server) shares
         the reports out by TPS among N processes (this one and N - 1 forked from it), each
         with its own connection and transaction, so that checking, hashing and writing use
-        every core. Each TPS's
-        reports stay in one share, in order, so the receipts are those of the serial
-        path; the shares commit on their own (a failed share raises after the others
-        are done, and running the same call again is safe: what was stored comes back as
-        ``duplicate``). The report events are announced in this process, in order. It
-        falls back to one process where that cannot give the same result: a storage
-        held in memory, a platform without ``fork``, or a report id that two shares
-        would both need.
+        every core. Each TPS's reports stay in one share, in order, so the receipts are
+        those of the serial path; the shares commit on their own (a failed share raises
+        after the others are done, and running the same call again is safe: what was
+        stored comes back as ``duplicate``). The report events are announced in this
+        process, in order. It falls back to one process where that cannot give the same
+        result: a storage held in memory, a platform without ``fork``, fewer than 500
+        reports a worker, or a report id that two shares would both need. Parallel calls
+        from several threads take turns.
         """
         with _gc_paused():
             submissions = [self._read_submission(raw) for raw in reports]
@@ -734,14 +737,9 @@ class Desk:
                 shares[i % n].append(i)
                 continue
             share = zlib.crc32(report.station.compact.encode()) % n
-            ids = (
-                (report.report_id,)
-                if report.amends is None
-                else (
-                    report.report_id,
-                    report.amends.report_id,
-                )
-            )
+            ids = [report.report_id]
+            if report.amends is not None:
+                ids.append(report.amends.report_id)
             for report_id in ids:
                 if owner.setdefault(report_id, share) != share:
                     return None
@@ -749,6 +747,15 @@ class Desk:
         return [share for share in shares if share]
 
     def _run_shares(
+        self,
+        submissions: Sequence[Report | SignedReport | SipantauError],
+        principals: Sequence[Principal],
+        shares: list[list[int]],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        with _FORK_LOCK:
+            return self._fork_shares(submissions, principals, shares)
+
+    def _fork_shares(
         self,
         submissions: Sequence[Report | SignedReport | SipantauError],
         principals: Sequence[Principal],
@@ -1133,7 +1140,7 @@ class Desk:
             chain_id, version = report.report_id, 1
         verdict = p.verdict
         violations = () if verdict is None else verdict.violations
-        if violations and not verdict.ok:  # type: ignore[union-attr]
+        if verdict is not None and violations and not verdict.ok:
             status = ReportStatus.FLAGGED
         else:
             status = ReportStatus.ACCEPTED
