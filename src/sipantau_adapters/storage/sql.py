@@ -36,7 +36,9 @@ import json
 import logging
 import operator
 import re
+import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -239,6 +241,22 @@ def _make_engine(target: _Target) -> Engine:
     return engine
 
 
+def _set_wal(cursor: Any, busy_timeout: float) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting out other connections. SQLite answers
+    "database is locked" at once, without its busy handler, when a new database (still
+    in rollback mode) is being written or switched by another connection: several
+    processes opening a new database together meet that."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_events(engine: Engine, target: _Target) -> None:
     busy_ms = int(target.busy_timeout * 1000)
 
@@ -249,7 +267,7 @@ def _sqlite_events(engine: Engine, target: _Target) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if not target.memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cursor, target.busy_timeout)
             cursor.execute(f"PRAGMA synchronous = {target.synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
