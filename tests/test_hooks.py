@@ -13,9 +13,9 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
+from fake_entry_points import FakeEntryPoint, with_entry_points
 from sipantau_adapters.storage.memory import MemoryStorage
 from sipantau_core import (
     Amends,
@@ -33,7 +33,6 @@ from sipantau_core import (
     hookimpl,
     hookspecs,
 )
-from sipantau_core import plugins as plugins_module
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import RegionEvent, ReportEvent
 from sipantau_core.plugins import PluginError, Plugins
@@ -596,22 +595,13 @@ def test_a_rule_code_clash_is_a_plugin_error() -> None:
     assert info.value.code == "plugin.conflict"
 
 
-def _with_entry_points(monkeypatch: pytest.MonkeyPatch, *extra: object) -> None:
-    real = plugins_module.entry_points
-
-    def fake(*, group: str) -> list[Any]:
-        return [*real(group=group), *extra]
-
-    monkeypatch.setattr(plugins_module, "entry_points", fake)
-
-
 @pytest.mark.parametrize(
     "value", ["sipantau_no_such_module.plugin", "sipantau_core.plugins:no_such_attribute"]
 )
 def test_a_plugin_that_fails_to_load_is_refused(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    _with_entry_points(monkeypatch, EntryPoint("broken", value, "sipantau"))
+    with_entry_points(monkeypatch, EntryPoint("broken", value, "sipantau"))
     with pytest.raises(PluginError) as info:
         Desk.open(small_deployment(), autoload=True)
     assert info.value.code == "plugin.load_failed"
@@ -620,32 +610,11 @@ def test_a_plugin_that_fails_to_load_is_refused(
         assert desk.plugins.names() == ["sipantau:builtin"]
 
 
-@attrs.frozen
-class FakeEntryPoint:
-    """An entry point of another distribution (``dist.name``) that loads ``plugin``."""
-
-    name: str
-    plugin: object
-    dist_name: str
-    group: str = "sipantau"
-
-    @property
-    def value(self) -> str:
-        return f"fake:{self.name}"
-
-    @property
-    def dist(self) -> Any:
-        return type("Dist", (), {"name": self.dist_name})()
-
-    def load(self) -> object:
-        return self.plugin
-
-
 def test_an_entry_point_plugin_is_registered_under_its_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rec = Recorder()
-    _with_entry_points(monkeypatch, FakeEntryPoint("rekam", rec, "sipantau-rekam"))
+    with_entry_points(monkeypatch, FakeEntryPoint("rekam", rec, "sipantau-rekam"))
     with Desk.open(small_deployment(), autoload=True) as desk:
         assert desk.plugins.manager.get_plugin("sipantau:rekam") is rec
         assert rec.opened == [(desk, True)]

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pytest
 
+from fake_entry_points import FakeEntryPoint, with_entry_points
 from sipantau_adapters.storage.memory import MemoryStorage
 from sipantau_core import (
     Desk,
@@ -31,7 +32,6 @@ from sipantau_core import (
     UnknownEntityError,
     hookimpl,
 )
-from sipantau_core import plugins as plugins_module
 from sipantau_core.deployment import Deployment
 from sipantau_core.plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, Plugins
 from sipantau_core.ports import Storage
@@ -213,37 +213,11 @@ def test_the_last_explicit_plugin_answers_first() -> None:
     assert first.served == []
 
 
-@attrs.frozen
-class FakeEntryPoint:
-    """An entry point of another installed distribution."""
-
-    name: str
-    plugin: object
-    dist_name: str
-    group: str = ENTRY_POINT_GROUP
-
-    @property
-    def value(self) -> str:
-        return f"fake:{self.name}"
-
-    @property
-    def dist(self) -> Any:
-        return type("Dist", (), {"name": self.dist_name})()
-
-    def load(self) -> object:
-        return self.plugin
-
-
 def test_an_installed_plugin_answers_before_the_builtin_whatever_its_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     own = OwnMemory("aaa")  # "aaa" sorts before "builtin": the distribution decides
-    real = plugins_module.entry_points
-
-    def fake(*, group: str) -> list[Any]:
-        return [FakeEntryPoint("aaa", own, "sipantau-pagaralam"), *real(group=group)]
-
-    monkeypatch.setattr(plugins_module, "entry_points", fake)
+    with_entry_points(monkeypatch, FakeEntryPoint("aaa", own, "sipantau-pagaralam"))
     with Desk.open(small_deployment()) as desk:
         assert own.served == [desk.storage]
         impls = desk.plugins.manager.hook.sipantau_storage.get_hookimpls()
