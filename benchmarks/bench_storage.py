@@ -21,7 +21,13 @@ next to two baselines measured in the same run on the same rows:
   in binary form (``set_types``, ``FORMAT BINARY``: the fastest way in, and what the SQL
   adapter uses);
 * a plain one-SQLModel-object-per-row insert (``session.add`` per row, one commit per
-  ``--chunk`` rows) into a plain table, on each backend.
+  ``--chunk`` rows) into a plain table, on each backend;
+* the database's own floor for this load: ``COPY`` (binary) of every row that the bulk
+  path COPYs for these reports (the reports, one audit entry each, the TPS rows),
+  recorded from the bulk run and built beforehand, into a fresh schema of the desk's
+  own tables, with their keys, constraints and indexes. No desk could store the reports
+  faster than this on this database; the bulk path's ratio to it says what share of its
+  time goes to the database, and what to the desk's own work.
 
 Then ``desk.tally("31")`` (median of ``--tally-calls``) on the loaded desk. Prints rates
 and ratios; asserts nothing. ``--profile`` prints a cProfile of one bulk chunk.
@@ -53,6 +59,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from sipantau_adapters.storage import sql as sql_adapter
 from sipantau_adapters.storage.sql import SQLStorage
 from sipantau_core import (
     Candidate,
@@ -276,6 +283,53 @@ class PlainReport(SQLModel, table=True):
     submitted_by: str
 
 
+Recorded = list[tuple[tuple[str, Sequence[Any]], list[Sequence[Any]]]]
+
+
+@contextmanager
+def recording_copies() -> Iterator[Recorded]:
+    """Record every ``COPY`` into the desk's tables (reports, audit log, TPS rows) that
+    the SQL adapter makes (statement, types, rows) while it runs as usual."""
+    from sipantau_adapters.storage import sql
+
+    recorded: Recorded = []
+    real = sql._SQLTx._copy
+
+    kept = {sql._COPY_REPORTS[0], sql._COPY_AUDIT[0], sql._COPY_STATIONS[0]}
+
+    def record(self: Any, copy_in: Any, rows: Any) -> None:
+        rows = list(rows)
+        if copy_in[0] in kept:  # not the temporary tables of lookups and upserts
+            recorded.append((copy_in, rows))
+        real(self, copy_in, rows)
+
+    sql._SQLTx._copy = record  # type: ignore[method-assign]
+    try:
+        yield recorded
+    finally:
+        sql._SQLTx._copy = real  # type: ignore[method-assign]
+
+
+def desk_rows_baseline(url: str, recorded: Recorded) -> float:
+    """``COPY`` (binary) of the recorded rows into a fresh schema of the desk's tables, in
+    one transaction, through the adapter's own connection and ``COPY`` code."""
+    with pg_schema(url) as schema_url:
+        storage = SQLStorage(schema_url)  # migrated: the desk's tables, keys and indexes
+        try:
+            with storage.transaction() as tx:
+                assert isinstance(tx, sql_adapter._SQLTx)
+
+                def run() -> None:
+                    for copy_in, rows in recorded:
+                        tx._copy(copy_in, rows)
+
+                seconds = timed(run)
+                t0 = time.perf_counter()
+            return seconds + (time.perf_counter() - t0)  # and the commit
+        finally:
+            storage.close()
+
+
 def orm_baseline(engine: sa.Engine, rows: Sequence[tuple[Any, ...]], chunk: int) -> float:
     """``session.add`` per row, one commit per ``chunk`` rows (``chunk=1``: per row)."""
     table = SQLModel.metadata.tables["plain_reports"]
@@ -446,6 +500,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             orm_baseline(engine, rows[: len(few)], 1),
         )
         engine.dispose()
+    with pg_schema(args.pg) as url, recording_copies() as recorded:
+        desk = Desk.open(dep, storage=SQLStorage(url))  # a run to record what it COPYs
+        bulk(desk, reports, args.chunk)
+        desk.close()
+    floor_rate = line(
+        "baseline: COPY (binary) of the desk's rows into its tables",
+        len(reports),
+        desk_rows_baseline(args.pg, recorded),
+        f"({sum(len(rows) for _, rows in recorded):,} rows)",
+    )
     with pg_schema(args.pg) as url:
         pg = run_backend("PostgreSQL", url, dep, reports, args)
     if args.workers > 1:
@@ -461,10 +525,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"one-by-one/ORM per-row commit = {pg_one / orm_one:.2f}, "
         f"bulk/one-by-one = {pg['bulk'] / pg_one:.1f}"
     )
+    print(
+        f"  the database's floor: bulk / COPY of the desk's rows = {pg['bulk'] / floor_rate:.3f}; "
+        f"that COPY / COPY binary = {floor_rate / binary_rate:.3f}, "
+        f"/ COPY text = {floor_rate / copy_rate:.3f}"
+    )
     if "workers" in pg:
         print(
             f"  with workers: /COPY text = {pg['workers'] / copy_rate:.3f}, /COPY binary = "
-            f"{pg['workers'] / binary_rate:.3f}, /bulk in one process = "
+            f"{pg['workers'] / binary_rate:.3f}, /COPY of the desk's rows = "
+            f"{pg['workers'] / floor_rate:.3f}, /bulk in one process = "
             f"{pg['workers'] / pg['bulk']:.2f}"
         )
 

@@ -511,6 +511,34 @@ def test_events_carry_the_report_the_receipt_and_the_time() -> None:
     )
 
 
+def test_the_bulk_path_announces_each_kind_to_its_listeners_in_order() -> None:
+    # Events of a kind that no plugin listens to are skipped; a plugin registered after
+    # the desk opened hears the next call's events.
+    heard: list[tuple[str, UUID]] = []
+
+    class Flags:
+        @hookimpl
+        def sipantau_report_flagged(self, event: ReportEvent) -> None:
+            heard.append((event.kind, event.report.report_id))
+
+    class Corrections:
+        @hookimpl
+        def sipantau_report_corrected(self, event: ReportEvent) -> None:
+            heard.append((event.kind, event.report.report_id))
+
+    desk = Desk.open(small_deployment(), plugins=[Flags()], autoload=False)
+    first, bad = tally(1), tally(2, total=999)
+    desk.submit_many([bad, first], principal=SYSTEM)
+    assert heard == [("flagged", bad.report_id)]
+
+    heard.clear()
+    desk.plugins.manager.register(Corrections())
+    fix = tally(1, (101, 199), amends=first)
+    worse = tally(3, total=997)
+    desk.submit_many([worse, fix], principal=SYSTEM)
+    assert heard == [("flagged", worse.report_id), ("corrected", fix.report_id)]
+
+
 def test_no_event_when_the_transaction_fails() -> None:
     rec, store = Recorder(), TrackedStorage()
     desk = Desk.open(small_deployment(), storage=store, plugins=[rec], autoload=False)

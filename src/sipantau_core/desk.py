@@ -699,8 +699,7 @@ class Desk:
                 items, events = self._run_batch(submissions, principals)
             else:
                 items, events = self._run_shares(submissions, principals, shares)
-        for _, event in events:
-            self.plugins.report_event(self, event)
+        self.plugins.report_events(self, [event for _, event in events])
         return BulkResult(tuple(items))
 
     @staticmethod
@@ -806,8 +805,8 @@ class Desk:
             _FORK_JOB = None
         events.sort(key=lambda pair: pair[0])
         if failure is not None:
-            for _, event in events:  # what the other shares committed did happen
-                self.plugins.report_event(self, event)
+            # what the other shares committed did happen
+            self.plugins.report_events(self, [event for _, event in events])
             raise failure
         return [item for item in items if item is not None], events
 

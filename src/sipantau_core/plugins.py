@@ -149,6 +149,20 @@ class Plugins:
     def report_event(self, desk: Desk, event: ReportEvent) -> None:
         self._notify(f"sipantau_report_{event.kind}", desk=desk, event=event)
 
+    def report_events(self, desk: Desk, events: Iterable[ReportEvent]) -> None:
+        """:meth:`report_event` for each of ``events`` in order; a kind of event that no
+        plugin listens to costs nothing more (the bulk path announces one a report)."""
+        listened: dict[str, bool] = {}
+        for event in events:
+            kind = event.kind
+            heard = listened.get(kind)
+            if heard is None:
+                heard = listened[kind] = bool(
+                    getattr(self._pm.hook, f"sipantau_report_{kind}").get_hookimpls()
+                )
+            if heard:
+                self._notify(f"sipantau_report_{kind}", desk=desk, event=event)
+
     def region_released(self, desk: Desk, event: RegionEvent) -> None:
         self._notify("sipantau_region_released", desk=desk, event=event)
 
