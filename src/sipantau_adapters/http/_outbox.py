@@ -26,6 +26,7 @@ from uuid import UUID
 
 import attrs
 
+from sipantau_adapters._sqlite import set_wal
 from sipantau_core.errors import SipantauError
 
 __all__ = [
@@ -408,9 +409,18 @@ class Outbox:
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
+        try:
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            # a device's threads may open a new outbox together
+            set_wal(self._db, 30.0)
+            self._db.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as e:
+            self._db.close()
+            raise OutboxError(
+                f"the outbox {self.path.name} could not be opened ({type(e).__name__})",
+                code="outbox.unavailable",
+                message_id="penyimpanan laporan di perangkat tidak dapat dibuka",
+            ) from None
         with self._write():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:

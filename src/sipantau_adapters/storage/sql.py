@@ -36,9 +36,7 @@ import json
 import logging
 import operator
 import re
-import sqlite3
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
@@ -60,6 +58,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from sipantau_adapters._sqlite import set_wal
 from sipantau_adapters.storage.sql_errors import DB_ERRORS, db_errors
 from sipantau_adapters.storage.sql_models import (
     AGGREGATES,
@@ -241,22 +240,6 @@ def _make_engine(target: _Target) -> Engine:
     return engine
 
 
-def _set_wal(cursor: Any, busy_timeout: float) -> None:
-    """``PRAGMA journal_mode = WAL``, waiting out other connections. SQLite answers
-    "database is locked" at once, without its busy handler, when a new database (still
-    in rollback mode) is being written or switched by another connection: several
-    processes opening a new database together meet that."""
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-
-
 def _sqlite_events(engine: Engine, target: _Target) -> None:
     busy_ms = int(target.busy_timeout * 1000)
 
@@ -267,7 +250,7 @@ def _sqlite_events(engine: Engine, target: _Target) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if not target.memory:
-                _set_wal(cursor, target.busy_timeout)
+                set_wal(cursor, target.busy_timeout)
             cursor.execute(f"PRAGMA synchronous = {target.synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
