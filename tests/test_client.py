@@ -47,6 +47,7 @@ from sipantau_core.domain import (
 )
 from sipantau_core.signing import DeviceKey
 from sipantau_core.testing.contracts import small_deployment
+from sqlite_locks import new_file_being_written
 
 STATIONS = {
     "LLG-0001": "1673011001001",
@@ -419,50 +420,28 @@ def test_a_payload_the_desk_would_refuse_as_too_large_is_not_stored(
 # ---------------------------------------------------------------------------------------
 
 
+def outbox_client(path: Path) -> MonitorClient:
+    """A client of LLG-0001 with its outbox at ``path`` and no desk behind it."""
+    return MonitorClient(
+        "http://127.0.0.1:9", key=device_key("LLG-0001"), outbox=path, monitor_id="LLG-0001"
+    )
+
+
 def test_a_new_outbox_being_written_by_another_connection_still_opens(tmp_path: Path) -> None:
     """SQLite refuses the switch to WAL at once ("database is locked", no busy wait) while
     another connection writes a new file still in rollback mode: what a device's threads
     opening a new outbox together met (the demo's offline monitor sending and catching up
     at once). The outbox waits it out."""
-    import sqlite3
-
     path = tmp_path / "outbox.db"
-    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("CREATE TABLE other (x)")
-    plain = sqlite3.connect(path, isolation_level=None, timeout=5)
-    try:
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            plain.execute("PRAGMA journal_mode = WAL")  # SQLite itself does not wait
-    finally:
-        plain.close()
-    threading.Timer(0.3, lambda: writer.execute("COMMIT")).start()
-    try:
-        with MonitorClient(
-            "http://127.0.0.1:9",
-            key=device_key("LLG-0001"),
-            outbox=path,
-            monitor_id="LLG-0001",
-            retry=FAST,
-            timeout=0.5,
-        ) as c:
-            assert c.entries() == []
-    finally:
-        writer.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with new_file_being_written(path), outbox_client(path) as c:
+        assert c.entries() == []
 
 
 def test_an_outbox_that_cannot_be_opened_is_a_typed_error(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     path.write_bytes(b"not a database, but sixteen bytes or more of something else")
     with pytest.raises(OutboxError) as caught:
-        MonitorClient(
-            "http://127.0.0.1:9",
-            key=device_key("LLG-0001"),
-            outbox=path,
-            monitor_id="LLG-0001",
-        )
+        outbox_client(path)
     assert caught.value.code == "outbox.unavailable"
     assert caught.value.message_id
 

@@ -50,6 +50,7 @@ from sipantau_core.ports import (
     WriteBatch,
 )
 from sipantau_core.testing.contracts import DeskContract, StorageContract, _stored, build_deployment
+from sqlite_locks import new_file_being_written
 
 T0 = datetime(2024, 11, 27, 6, 0, tzinfo=UTC)
 
@@ -171,28 +172,14 @@ def test_a_new_sqlite_file_being_written_by_another_connection_still_opens(
     """SQLite refuses the switch to WAL at once ("database is locked", no busy wait) while
     another connection writes to a new database still in rollback mode: what several
     processes opening a new desk together meet. The storage waits it out."""
-    import sqlite3
-
     path = tmp_path / "desk.db"
-    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("CREATE TABLE other_app (x)")
-    plain = sqlite3.connect(path, isolation_level=None, timeout=5)
-    try:
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            plain.execute("PRAGMA journal_mode = WAL")  # SQLite itself does not wait
-    finally:
-        plain.close()
-    threading.Timer(0.3, lambda: writer.execute("COMMIT")).start()
-    store = SQLStorage(f"sqlite:///{path}")
-    try:
-        with store.transaction() as tx:
-            assert tx.audit_head() == (0, GENESIS)
-    finally:
-        store.close()
-        writer.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with new_file_being_written(path):
+        store = SQLStorage(f"sqlite:///{path}")
+        try:
+            with store.transaction() as tx:
+                assert tx.audit_head() == (0, GENESIS)
+        finally:
+            store.close()
 
 
 # ---------------------------------------------------------------------------------------
