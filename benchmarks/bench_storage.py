@@ -290,11 +290,9 @@ Recorded = list[tuple[tuple[str, Sequence[Any]], list[Sequence[Any]]]]
 def recording_copies() -> Iterator[Recorded]:
     """Record every ``COPY`` into the desk's tables (reports, audit log, TPS rows) that
     the SQL adapter makes (statement, types, rows) while it runs as usual."""
-    from sipantau_adapters.storage import sql
-
+    sql = sql_adapter
     recorded: Recorded = []
     real = sql._SQLTx._copy
-
     kept = {sql._COPY_REPORTS[0], sql._COPY_AUDIT[0], sql._COPY_STATIONS[0]}
 
     def record(self: Any, copy_in: Any, rows: Any) -> None:
