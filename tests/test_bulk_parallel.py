@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import sipantau_core.desk as desk_module
+import sipantau_core.desk.parallel as desk_parallel
 from pg import fresh_schema
 from sipantau_adapters.storage.sql import SQLStorage
 from sipantau_core import (
@@ -60,7 +61,7 @@ def new_url() -> Iterator[Callable[[], str]]:
 @pytest.fixture(autouse=True)
 def small_shares(monkeypatch: pytest.MonkeyPatch) -> None:
     # a few dozen reports make several shares (500 each at least otherwise)
-    monkeypatch.setattr(desk_module, "_MIN_SHARE", 5)
+    monkeypatch.setattr(desk_parallel, "_MIN_SHARE", 5)
 
 
 def tally(

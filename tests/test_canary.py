@@ -67,7 +67,7 @@ import attrs
 import pytest
 
 import sipantau_adapters.storage.sql  # noqa: F401 - its loggers (and alembic's) exist first
-import sipantau_core.desk as desk_module
+import sipantau_core.desk.staff as desk_module
 from sipantau_adapters import cli
 from sipantau_core import (
     Amends,

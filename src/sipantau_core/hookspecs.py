@@ -17,9 +17,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from sipantau_core.deployment import Deployment
-    from sipantau_core.desk import Desk, RegionEvent, ReportEvent
     from sipantau_core.domain import IncidentCategory
-    from sipantau_core.notify import Channel
+    from sipantau_core.events import Channel, DeskView, RegionEvent, ReportEvent
     from sipantau_core.ports import Storage
     from sipantau_core.rules import Rule
 
@@ -95,7 +94,7 @@ def sipantau_notification_channel(
     :param settings: the channel's table (``kind``, ``clearance`` and the kind's own
         settings; secrets are named by environment variables, never written there).
     :param deployment: the desk's deployment.
-    :return: a :class:`~sipantau_core.notify.Channel` with the configured clearance, or
+    :return: a :class:`~sipantau_core.events.Channel` with the configured clearance, or
         ``None`` when ``kind`` is not this plugin's. *firstresult*: the first plugin
         that answers wins.
     """
@@ -132,7 +131,7 @@ def sipantau_sms_gateway_names() -> Iterable[str]:
 
 
 @hookspec
-def sipantau_desk_opened(desk: Desk) -> None:
+def sipantau_desk_opened(desk: DeskView) -> None:
     """The desk is open and its storage reachable.
 
     :param desk: the new desk.
@@ -140,7 +139,7 @@ def sipantau_desk_opened(desk: Desk) -> None:
 
 
 @hookspec
-def sipantau_report_accepted(desk: Desk, event: ReportEvent) -> None:
+def sipantau_report_accepted(desk: DeskView, event: ReportEvent) -> None:
     """A report (a first version) was stored and, for a tally, counted.
 
     :param desk: the desk.
@@ -149,7 +148,7 @@ def sipantau_report_accepted(desk: Desk, event: ReportEvent) -> None:
 
 
 @hookspec
-def sipantau_report_flagged(desk: Desk, event: ReportEvent) -> None:
+def sipantau_report_flagged(desk: DeskView, event: ReportEvent) -> None:
     """A tally was stored but breaks a hard rule: it is kept out of the counts.
 
     :param desk: the desk.
@@ -158,7 +157,7 @@ def sipantau_report_flagged(desk: Desk, event: ReportEvent) -> None:
 
 
 @hookspec
-def sipantau_report_corrected(desk: Desk, event: ReportEvent) -> None:
+def sipantau_report_corrected(desk: DeskView, event: ReportEvent) -> None:
     """A newer version of a report was stored (``event.receipt.version > 1``); its own
     status (accepted or flagged) is in the receipt.
 
@@ -168,7 +167,7 @@ def sipantau_report_corrected(desk: Desk, event: ReportEvent) -> None:
 
 
 @hookspec
-def sipantau_report_overridden(desk: Desk, event: ReportEvent) -> None:
+def sipantau_report_overridden(desk: DeskView, event: ReportEvent) -> None:
     """A desk officer counted a flagged tally anyway.
 
     :param desk: the desk.
@@ -177,7 +176,7 @@ def sipantau_report_overridden(desk: Desk, event: ReportEvent) -> None:
 
 
 @hookspec
-def sipantau_report_rejected(desk: Desk, event: ReportEvent) -> None:
+def sipantau_report_rejected(desk: DeskView, event: ReportEvent) -> None:
     """A desk officer rejected a report; it no longer counts.
 
     :param desk: the desk.
@@ -186,7 +185,7 @@ def sipantau_report_rejected(desk: Desk, event: ReportEvent) -> None:
 
 
 @hookspec
-def sipantau_region_released(desk: Desk, event: RegionEvent) -> None:
+def sipantau_region_released(desk: DeskView, event: RegionEvent) -> None:
     """A coordinator released a region's aggregates to viewers.
 
     :param desk: the desk.

@@ -21,7 +21,6 @@ hook); ``sipantau_adapters.notify`` ships webhook, Telegram, email and console c
 
 from __future__ import annotations
 
-import abc
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -43,12 +42,20 @@ from sipantau_core.domain import (
     TallyReport,
 )
 from sipantau_core.errors import DeploymentError, SipantauError
+from sipantau_core.events import (
+    Channel,
+    DeliveryError,
+    DeskView,
+    Message,
+    MessageItem,
+    ReportEvent,
+    parse_clearance,
+)
 from sipantau_core.ports import NotificationRecord, NotificationStatus, ReleaseRecord, WriteBatch
 from sipantau_core.rules import HARD
 
 if TYPE_CHECKING:
     from sipantau_core.deployment import Deployment
-    from sipantau_core.desk import Desk, ReportEvent
     from sipantau_core.plugins import Plugins
 
 __all__ = [
@@ -87,132 +94,6 @@ EVENT_KINDS = (
 NOTIFIER = Principal(id="notifier", role=Role.SYSTEM)
 
 _OPEN_DESK = "buka desk"
-
-
-def parse_clearance(value: Any) -> Classification:
-    """A clearance from its name (``"public"``, ``"internal"``, ``"restricted"``,
-    ``"secret"``) or a :class:`~sipantau_core.access.Classification`."""
-    if isinstance(value, Classification):
-        return value
-    if isinstance(value, str) and value.strip().upper() in Classification.__members__:
-        return Classification[value.strip().upper()]
-    names = ", ".join(c.name.lower() for c in Classification)
-    raise ValueError(f"clearance {value!r} is not one of {names}")
-
-
-# ---------------------------------------------------------------------------------------
-# Messages and the channel port
-# ---------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class MessageItem:
-    """One alert in a message: its ``key`` (stable: receivers may dedupe by it), kind,
-    the line as rendered for the channel's clearance, and when it happened."""
-
-    key: str
-    kind: str
-    text: str
-    at: datetime
-
-
-@attrs.frozen
-class Message:
-    """What a channel delivers: one alert or a digest of several for one recipient.
-
-    ``id`` is derived from the alerts it carries (a retry of the same alerts has the same
-    id); ``text`` and ``subject`` are already redacted to the channel's ``clearance``."""
-
-    id: str
-    channel: str
-    recipient: str
-    subject: str
-    text: str
-    items: tuple[MessageItem, ...]
-    desk: str
-    clearance: Classification
-    created_at: datetime
-
-    def as_json(self) -> dict[str, Any]:
-        """The message as the webhook channel posts it (``type``, ``timestamp``,
-        ``data``), in the style of the Standard Webhooks payloads."""
-        return {
-            "type": "sipantau.notification",
-            "timestamp": self.created_at.isoformat(),
-            "data": {
-                "desk": self.desk,
-                "channel": self.channel,
-                "recipient": self.recipient,
-                "clearance": self.clearance.name.lower(),
-                "subject": self.subject,
-                "text": self.text,
-                "items": [
-                    {"id": i.key, "kind": i.kind, "text": i.text, "at": i.at.isoformat()}
-                    for i in self.items
-                ],
-            },
-        }
-
-
-class DeliveryError(SipantauError):
-    """A message was not delivered. ``permanent``: trying again cannot help (the message
-    is given up at once); ``retry_after``: the other side said when to try again
-    (seconds); ``recipient_only``: only this recipient is affected (a chat's flood
-    limit), not the whole channel. The message never holds a secret or an address."""
-
-    code = "notify.delivery_failed"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool = False,
-        retry_after: float | None = None,
-        recipient_only: bool = False,
-        code: str | None = None,
-    ):
-        super().__init__(message, code=code)
-        self.permanent = permanent
-        self.retry_after = retry_after
-        self.recipient_only = recipient_only
-
-
-class Channel(abc.ABC):
-    """A way out for notifications: a port that adapters fill (webhook, Telegram, email,
-    console in ``sipantau_adapters.notify``; a plugin's own through the
-    ``sipantau_notification_channel`` hook).
-
-    ``clearance`` is the highest classification the channel may carry: every message is
-    rendered for it. ``max_items`` and ``max_chars`` bound one message (a digest longer
-    than that is split)."""
-
-    kind: ClassVar[str] = ""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        clearance: Classification | str,
-        max_items: int = 20,
-        max_chars: int = 4000,
-    ):
-        if max_items < 1 or max_chars < 200:
-            raise ValueError(f"channel {name}: max_items >= 1 and max_chars >= 200")
-        self.name = name
-        self.clearance = parse_clearance(clearance)
-        self.max_items = max_items
-        self.max_chars = max_chars
-
-    @abc.abstractmethod
-    def send(self, message: Message) -> None:
-        """Deliver ``message`` to ``message.recipient``; raise :class:`DeliveryError`
-        when it was not delivered."""
-
-    def close(self) -> None:  # noqa: B027 - optional for channels that hold nothing
-        """Release connections."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, clearance={self.clearance.name.lower()})"
 
 
 # ---------------------------------------------------------------------------------------
@@ -885,7 +766,9 @@ class Notifier:
     queued alerts, and delivers them. Built by ``Desk.open`` when the deployment has
     ``[settings.notifications]`` (``desk.notifier``; ``None`` otherwise)."""
 
-    def __init__(self, desk: Desk, settings: NotificationSettings, channels: Mapping[str, Channel]):
+    def __init__(
+        self, desk: DeskView, settings: NotificationSettings, channels: Mapping[str, Channel]
+    ):
         self.desk = desk
         self.settings = settings
         self.channels = dict(channels)
@@ -900,9 +783,9 @@ class Notifier:
         self._expected: dict[str, int] = {}
 
     @classmethod
-    def for_desk(cls, desk: Desk) -> Notifier | None:
+    def for_desk(cls, desk: DeskView, plugins: Plugins) -> Notifier | None:
         """The notifier configured by the desk's ``[settings.notifications]``, its
-        channels made by the plugins; ``None`` when the deployment has none."""
+        channels made by ``plugins``; ``None`` when the deployment has none."""
         raw = desk.deployment.settings.get("notifications")
         if raw is None:
             return None
@@ -912,7 +795,7 @@ class Notifier:
         channels: dict[str, Channel] = {}
         try:
             for name, config in settings.channels.items():
-                channels[name] = make_channel(desk.plugins, name, config, desk.deployment)
+                channels[name] = make_channel(plugins, name, config, desk.deployment)
         except BaseException:
             for made in channels.values():
                 made.close()

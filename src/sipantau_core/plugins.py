@@ -21,9 +21,8 @@ from sipantau_core.errors import SipantauError, StorageError
 
 if TYPE_CHECKING:
     from sipantau_core.deployment import Deployment
-    from sipantau_core.desk import Desk, RegionEvent, ReportEvent
     from sipantau_core.domain import IncidentCategory
-    from sipantau_core.notify import Channel
+    from sipantau_core.events import Channel, DeskView, RegionEvent, ReportEvent
     from sipantau_core.ports import Storage
     from sipantau_core.rules import Rule
 
@@ -143,13 +142,13 @@ class Plugins:
 
     # -- events ----------------------------------------------------------------------------
 
-    def desk_opened(self, desk: Desk) -> None:
+    def desk_opened(self, desk: DeskView) -> None:
         self._notify("sipantau_desk_opened", desk=desk)
 
-    def report_event(self, desk: Desk, event: ReportEvent) -> None:
+    def report_event(self, desk: DeskView, event: ReportEvent) -> None:
         self._notify(f"sipantau_report_{event.kind}", desk=desk, event=event)
 
-    def report_events(self, desk: Desk, events: Iterable[ReportEvent]) -> None:
+    def report_events(self, desk: DeskView, events: Iterable[ReportEvent]) -> None:
         """:meth:`report_event` for each of ``events`` in order; a kind of event that no
         plugin listens to costs nothing more (the bulk path announces one a report)."""
         listened: dict[str, bool] = {}
@@ -163,7 +162,7 @@ class Plugins:
             if heard:
                 self._notify(f"sipantau_report_{kind}", desk=desk, event=event)
 
-    def region_released(self, desk: Desk, event: RegionEvent) -> None:
+    def region_released(self, desk: DeskView, event: RegionEvent) -> None:
         self._notify("sipantau_region_released", desk=desk, event=event)
 
     def _notify(self, hook: str, **kwargs: Any) -> None:

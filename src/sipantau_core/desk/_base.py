@@ -1,0 +1,335 @@
+"""The state of a running desk and the helpers every use case shares."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any, TypeVar, cast
+
+import attrs
+
+from sipantau_core.access import Action, Principal, Target, authorize
+from sipantau_core.audit import chain
+from sipantau_core.deployment import Deployment
+from sipantau_core.desk._records import (
+    _LEVELS,
+    _violations_from,
+)
+from sipantau_core.desk.audit_log import AuditLog
+from sipantau_core.domain import (
+    Contest,
+    IncidentCatalogue,
+    PollingStation,
+    RegionCode,
+    StationCode,
+)
+from sipantau_core.errors import (
+    ConflictError,
+    PermissionDenied,
+    SipantauError,
+    UnknownEntityError,
+)
+from sipantau_core.events import DeskView
+from sipantau_core.notify import Notifier
+from sipantau_core.plugins import Plugins
+from sipantau_core.ports import (
+    AuditRecord,
+    ReportFilter,
+    Storage,
+    StorageTx,
+    StoredReport,
+    WriteBatch,
+)
+from sipantau_core.results import (
+    Receipt,
+)
+from sipantau_core.rules import RuleRegistry
+from sipantau_core.sealing import Sealer
+from sipantau_core.signing import (
+    DeviceKey,
+)
+
+log = logging.getLogger("sipantau_core.desk")
+
+Clock = Callable[[], datetime]
+
+#: How often a transaction that lost a race (a concurrent insert of the same report or
+#: version) is tried again before its ConflictError is passed on.
+MAX_RETRIES = 5
+
+_T = TypeVar("_T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeskBase:
+    """The state of a running desk and what every use case needs: the audit entry of a
+    call, the access guard, the write of a batch (retried when it loses a race), region
+    and TPS lookups, the expected counts. The use cases are mixins over it; the facade
+    :class:`~sipantau_core.desk.Desk` puts them together."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        storage: Storage,
+        plugins: Plugins,
+        *,
+        rules: RuleRegistry,
+        incident_categories: IncidentCatalogue,
+        clock: Clock = _utcnow,
+        desk_key: DeviceKey | None = None,
+        sealer: Sealer | None = None,
+    ):
+        self.deployment = deployment
+        self.storage = storage
+        self.plugins = plugins
+        self.rules = rules
+        self.incident_categories = incident_categories
+        self.clock = clock
+        # by the 13 digits: a string compares faster than a parsed code (every report)
+        self._stations = {code.compact: s for code, s in deployment.stations.items()}
+        self._monitors = dict(deployment.monitors)
+        self._expected_by_contest: dict[str, dict[str, tuple[int, int]]] = {}
+        self._sealer = sealer
+        settings = deployment.settings
+        self.require_signatures = bool(settings.get("require_signatures", False))
+        self.signature_window = timedelta(hours=float(settings.get("signature_window_hours", 24)))
+        self.audit = AuditLog(self, desk_key)
+        #: the notification channels and escalation rules of ``[settings.notifications]``
+        #: (``None`` without them); see :meth:`tick` and ``docs/notifications.md``
+        self.notifier: Notifier | None = None
+
+    def _contest(self, contest_id: str) -> Contest:
+        contest = self.deployment.contests.get(contest_id)
+        if contest is None:
+            raise UnknownEntityError(
+                "the contest named is not in the deployment "
+                f"(known: {sorted(self.deployment.contests)})",
+                code="report.unknown_contest",
+                message_id="pemilihan yang disebut tidak dikenal",
+            )
+        return contest
+
+    @staticmethod
+    def _receipt(stored: StoredReport, *, duplicate: bool = False) -> Receipt:
+        status: Any = "duplicate" if duplicate else stored.status.value
+        return Receipt(
+            report_id=stored.report_id,
+            status=status,
+            version=stored.version,
+            chain_id=stored.chain_id,
+            station=stored.station,
+            received_at=stored.received_at,
+            violations=_violations_from(stored.verdict),
+            first_status=stored.status.value if duplicate else None,
+        )
+
+    def _audit_entry(
+        self,
+        principal: Principal,
+        action: str,
+        obj: str,
+        outcome: str,
+        at: datetime | None = None,
+        *,
+        where: Target | None = None,
+    ) -> AuditRecord:
+        region = (
+            ""
+            if where is None
+            else (where.compact if isinstance(where, StationCode) else where.value)
+        )
+        return AuditRecord(
+            at=at or self.clock(),
+            principal=principal.id,
+            role=principal.role.value,
+            action=action,
+            object=obj,
+            outcome=outcome,
+            region=region,
+        )
+
+    def _guard(
+        self,
+        principal: Principal,
+        action: Action,
+        target: Target | None,
+        *,
+        what: str,
+        released: bool = False,
+        where: Target | None = None,
+    ) -> None:
+        """Authorize, recording a refusal in the audit log before raising it (about
+        ``where``, by default the target)."""
+        try:
+            authorize(principal, action, target, released=released)
+        except PermissionDenied as e:
+            about = where if where is not None else target
+            self._write_audit(
+                self._audit_entry(principal, action.value, what, f"denied:{e.code}", where=about)
+            )
+            raise
+
+    @staticmethod
+    def _commit(tx: StorageTx, batch: WriteBatch) -> None:
+        """Write ``batch``, numbering and chaining its audit entries after the log's head
+        (locked, so the chain has one writer at a time).
+
+        A batch of reports is written in two steps: first what no other writer touches
+        (its reports and stations, locked already), then, with the head locked, what every
+        writer shares (the counts of the regions above the TPS, and the audit entries).
+        Concurrent writers then queue only for that short second step."""
+        if batch.reports and (batch.audit or batch.aggregates):
+            own = attrs.evolve(batch, audit=[], aggregates={})
+            shared = WriteBatch(audit=batch.audit, aggregates=batch.aggregates)
+            tx.write(own)
+            batch = shared
+        if batch.audit:
+            batch.audit = chain(tx.audit_head(lock=True), batch.audit)
+        if batch:
+            tx.write(batch)
+
+    def _read_audited(self, entry: AuditRecord, read: Callable[[StorageTx], _T]) -> _T:
+        """``read`` and the audit entry recording it, in one transaction: the read is on
+        record exactly when it happened, and it costs one round of connect, begin and
+        commit instead of two."""
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    found = read(tx)
+                    self._commit(tx, WriteBatch(audit=[entry]))
+                return found
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_audit(self, *entries: AuditRecord) -> None:
+        self._write(WriteBatch(audit=list(entries)))
+
+    def _write(self, batch: WriteBatch) -> None:
+        """Write a batch in a transaction of its own (retried when it loses a race)."""
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    self._commit(tx, attrs.evolve(batch, audit=list(batch.audit)))
+                return
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+
+    def is_released(self, region: RegionCode | str, contest: str) -> bool:
+        code = self._region(region).value
+        with self.storage.transaction() as tx:
+            return any(r.region == code and r.contest in (None, contest) for r in tx.releases())
+
+    def _region(self, region: RegionCode | StationCode | str) -> RegionCode:
+        try:
+            code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
+        except ValueError:
+            raise UnknownEntityError(
+                "not a region code such as 16.73 or 16.73.01 (a TPS has 13 digits)",
+                code="region.unknown",
+                message_id="kode wilayah tidak dikenal",
+            ) from None
+        inside = self.deployment.region.contains(code)
+        if inside and code.value not in self._expected:
+            raise UnknownEntityError(
+                f"region {code} has no TPS in this deployment",
+                code="region.unknown",
+                message_id=f"wilayah {code} tidak ada di desk ini",
+            )
+        if not (inside or code.contains(self.deployment.region)):
+            raise UnknownEntityError(
+                f"region {code} is outside the desk's region {self.deployment.region}",
+                code="region.unknown",
+                message_id=f"wilayah {code} di luar wilayah desk",
+            )
+        return code
+
+    def _target(self, where: RegionCode | StationCode | str) -> Target:
+        if isinstance(where, StationCode):
+            return where
+        text = str(where).strip()
+        if (text.isdigit() and len(text) == 13) or "TPS" in text.upper() or "/" in text:
+            try:
+                code = StationCode.parse(text)
+            except ValueError:
+                raise UnknownEntityError(
+                    "not a TPS code (13 digits, or 16.73.01.1001 TPS 001)",
+                    code="report.unknown_station",
+                    message_id="kode TPS tidak dikenal",
+                ) from None
+            if code not in self.deployment.stations:
+                raise UnknownEntityError(
+                    f"TPS {code.label} is not in the deployment",
+                    code="report.unknown_station",
+                    message_id=f"TPS {code.label} tidak terdaftar",
+                )
+            return code
+        return self._region(text)
+
+    def _default_contest(self, contest: str | None) -> str:
+        if contest is not None:
+            self._contest(contest)
+            return contest
+        if len(self.deployment.contests) == 1:
+            return next(iter(self.deployment.contests))
+        raise SipantauError(
+            f"this desk runs several contests; name one of {sorted(self.deployment.contests)}",
+            code="contest.ambiguous",
+        )
+
+    @cached_property
+    def _expected(self) -> dict[str, tuple[int, int]]:
+        """Per region (every level) and TPS: (number of TPS, registered voters)."""
+        return self._count_expected(self.deployment.stations.values())
+
+    def _count_expected(self, stations: Iterable[PollingStation]) -> dict[str, tuple[int, int]]:
+        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for station in stations:
+            code = station.code
+            for key in (code.compact, *(code.village.at_level(lvl).value for lvl in _LEVELS)):
+                out[key][0] += 1
+                out[key][1] += station.registered_voters
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def _expected_for(self, contest_id: str) -> dict[str, tuple[int, int]]:
+        """As :attr:`_expected`, for the TPS within the contest's region only."""
+        found = self._expected_by_contest.get(contest_id)
+        if found is None:
+            region = self.deployment.contests[contest_id].region
+            found = (
+                self._expected
+                if region is None
+                else self._count_expected(self.deployment.stations_in(region))
+            )
+            self._expected_by_contest[contest_id] = found
+        return found
+
+    def _read_reports(
+        self,
+        principal: Principal,
+        action: Action,
+        where: RegionCode | StationCode | str,
+        query: ReportFilter,
+    ) -> list[StoredReport]:
+        target = self._target(where)
+        what = f"{action.value}:{target}"
+        self._guard(principal, action, target, what=what)
+        entry = self._audit_entry(principal, action.value, what, "ok", where=target)
+        return self._read_audited(entry, lambda tx: tx.reports(query))
+
+    def _prefix(self, where: RegionCode | StationCode | str) -> str:
+        target = self._target(where)
+        return target.compact if isinstance(target, StationCode) else target.value
+
+    def _as_view(self) -> DeskView:
+        """This desk as plugins see it (the facade :class:`~sipantau_core.desk.Desk`,
+        which every use case is a part of, is a :class:`~sipantau_core.events.DeskView`)."""
+        return cast("DeskView", self)

@@ -1,0 +1,184 @@
+"""The parallel bulk path: a large ``submit_many(workers=N)`` shared out by TPS among
+forked workers, each storing its share through connections of its own.
+
+The desk's :meth:`~sipantau_core.desk.Desk.submit_many` decides with :func:`plan_shares`
+whether the reports can be shared out so that the receipts are those of the serial path,
+and runs the shares with :func:`fork_shares`: share 0 in the calling process, the others
+in workers forked from it. The worker receives its job by inheritance (``_FORK_JOB``) and
+sends back plain values (pickling thousands of attrs objects costs more than the work).
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from uuid import UUID
+
+from sipantau_core.access import Principal
+from sipantau_core.desk._records import _violations_from, _violations_json
+from sipantau_core.domain import Report
+from sipantau_core.errors import SipantauError
+from sipantau_core.events import ReportEvent
+from sipantau_core.ports import Storage
+from sipantau_core.results import Receipt
+from sipantau_core.rules import Verdict
+from sipantau_core.signing import SignedReport
+
+__all__ = ["fork_shares", "plan_shares"]
+
+Item = Report | SignedReport | SipantauError
+Outcome = tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]
+#: The desk's ``_run_batch``: check, store and count reports in one transaction.
+RunBatch = Callable[[Sequence[Item], Sequence[Principal]], Outcome]
+
+#: The parallel bulk path gives each forked worker at least this many reports.
+_MIN_SHARE = 500
+#: One parallel bulk call at a time in a process (they share ``_FORK_JOB``).
+_FORK_LOCK = threading.Lock()
+#: What forked workers inherit: how to store a batch, the storage, the reports read,
+#: their principals and the shares (set by the parent just before it forks).
+_FORK_JOB: tuple[RunBatch, Storage, Sequence[Item], Sequence[Principal], list[list[int]]] | None = (
+    None
+)
+
+
+def plan_shares(
+    submissions: Sequence[Item], workers: int, storage: Storage
+) -> list[list[int]] | None:
+    """The positions of ``submissions`` in ``workers`` shares by TPS, or ``None`` for
+    the serial path (one worker, too few reports, storage in memory, no ``fork``, or a
+    report id — its own or the one it amends — in two shares)."""
+    if (
+        workers < 2
+        or len(submissions) < 2 * _MIN_SHARE
+        or not storage.multi_process
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return None
+    n = min(workers, len(submissions) // _MIN_SHARE)
+    shares: list[list[int]] = [[] for _ in range(n)]
+    owner: dict[UUID, int] = {}
+    for i, item in enumerate(submissions):
+        report = item.report if isinstance(item, SignedReport) else item
+        if isinstance(report, SipantauError):
+            shares[i % n].append(i)
+            continue
+        share = zlib.crc32(report.station.compact.encode()) % n
+        ids = [report.report_id]
+        if report.amends is not None:
+            ids.append(report.amends.report_id)
+        for report_id in ids:
+            if owner.setdefault(report_id, share) != share:
+                return None
+        shares[share].append(i)
+    return [share for share in shares if share]
+
+
+def fork_shares(
+    run_batch: RunBatch,
+    storage: Storage,
+    submissions: Sequence[Item],
+    principals: Sequence[Principal],
+    shares: list[list[int]],
+) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]], BaseException | None]:
+    """Store share 0 here and the others in forked workers; the items in order, the
+    events sorted by position, and the first failure (raised by the caller once what the
+    other shares committed is announced). Parallel calls from several threads take
+    turns."""
+    global _FORK_JOB  # what the forked workers inherit, set just before they fork
+    with _FORK_LOCK:
+        _FORK_JOB = (run_batch, storage, submissions, principals, shares)
+        context = multiprocessing.get_context("fork")
+        items: list[Receipt | SipantauError | None] = [None] * len(submissions)
+        events: list[tuple[int, ReportEvent]] = []
+        failure: BaseException | None = None
+        try:
+            # Share 0 is stored here, while forked workers store the others.
+            with ProcessPoolExecutor(len(shares) - 1, mp_context=context) as pool:
+                futures = [pool.submit(_run_share, n) for n in range(1, len(shares))]
+                try:
+                    mine, announced = run_batch(
+                        [submissions[i] for i in shares[0]], [principals[i] for i in shares[0]]
+                    )
+                except BaseException as e:  # noqa: BLE001 - raised once all are done
+                    failure = e
+                else:
+                    for position, item in zip(shares[0], mine, strict=True):
+                        items[position] = item
+                    events.extend((shares[0][k], event) for k, event in announced)
+                for share, future in zip(shares[1:], futures, strict=True):
+                    try:
+                        done, sent = future.result()
+                    except BaseException as e:  # noqa: BLE001 - raised once all are done
+                        failure = failure or e
+                        continue
+                    for position, got in zip(share, done, strict=True):
+                        items[position] = (
+                            got if isinstance(got, SipantauError) else _receive_receipt(got)
+                        )
+                    for k, kind, at in sent:
+                        position = share[k]
+                        receipt = items[position]
+                        submitted = submissions[position]
+                        assert isinstance(receipt, Receipt)
+                        assert not isinstance(submitted, SipantauError)
+                        report = (
+                            submitted.report if isinstance(submitted, SignedReport) else submitted
+                        )
+                        event = ReportEvent(kind, report, receipt, principals[position], at)
+                        events.append((position, event))
+        finally:
+            _FORK_JOB = None
+    events.sort(key=lambda pair: pair[0])
+    return [item for item in items if item is not None], events, failure
+
+
+_SentReceipt = tuple[bytes, str, int, bytes, str, datetime, str, str | None]
+
+
+def _send_receipt(r: Receipt) -> _SentReceipt:
+    """A receipt as plain values: what crosses from a worker to the parent (pickling
+    thousands of attrs objects with UUIDs costs more than the work)."""
+    violations = _violations_json(Verdict(r.violations)) if r.violations else "[]"
+    fields = (r.report_id.bytes, r.status, r.version, r.chain_id.bytes, r.station)
+    return (*fields, r.received_at, violations, r.first_status)
+
+
+def _receive_receipt(sent: _SentReceipt) -> Receipt:
+    report_id, status, version, chain_id, station, received_at, violations, first = sent
+    return Receipt(
+        report_id=UUID(bytes=report_id),
+        status=status,  # type: ignore[arg-type]
+        version=version,
+        chain_id=UUID(bytes=chain_id),
+        station=station,
+        received_at=received_at,
+        violations=_violations_from(violations),
+        first_status=first,
+    )
+
+
+_Share = tuple[list[_SentReceipt | SipantauError], list[tuple[int, str, datetime]]]
+
+
+def _run_share(n: int) -> _Share:
+    """In a forked worker: store share ``n`` of the job through connections of its own;
+    the receipts as plain values, the events as (position in the share, kind, time)."""
+    assert _FORK_JOB is not None, "a worker of the parallel bulk path runs in a fork"
+    run_batch, storage, submissions, principals, shares = _FORK_JOB
+    positions = shares[n]
+    storage.after_fork()
+    try:
+        gc.disable()  # as in the parent's batch (the fork inherits the setting anyway)
+        items, events = run_batch(
+            [submissions[i] for i in positions], [principals[i] for i in positions]
+        )
+    finally:
+        storage.close()
+    sent = [_send_receipt(x) if isinstance(x, Receipt) else x for x in items]
+    return sent, [(k, event.kind, event.at) for k, event in events]

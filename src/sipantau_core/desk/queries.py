@@ -1,0 +1,237 @@
+"""Queries: counts, reports, the state of each TPS, incidents and the audit history, each
+read scoped by the access policy and recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from sipantau_core.access import Action, Principal, Role
+from sipantau_core.desk._base import DeskBase
+from sipantau_core.desk._records import (
+    _visible,
+)
+from sipantau_core.domain import (
+    RegionCode,
+    Report,
+    SecurityStatus,
+    SituationReport,
+    Stage,
+    StationCode,
+)
+from sipantau_core.errors import (
+    UnknownEntityError,
+)
+from sipantau_core.ports import (
+    AuditRecord,
+    ReportFilter,
+    ReportStatus,
+    StorageTx,
+    StoredReport,
+)
+from sipantau_core.results import (
+    IncidentView,
+    StageState,
+    StationStatus,
+    Tally,
+)
+from sipantau_core.wire import parse_report
+
+
+class Queries(DeskBase):
+    """Reading the desk under the access policy, each read on record."""
+
+    def tally(
+        self,
+        region: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        contest: str | None = None,
+    ) -> Tally:
+        """The counts of a region (TPS, village, district, city, province) for a contest.
+
+        Readers: officers and coordinators within their region, a monitor for its own TPS,
+        a viewer only where a coordinator released the region."""
+        target = self._target(region)
+        contest_id = self._default_contest(contest)
+        options = self.deployment.contests[contest_id].options
+        released = (
+            principal.role is Role.VIEWER
+            and isinstance(target, RegionCode)
+            and self.is_released(target, contest_id)
+        )
+        self._guard(
+            principal,
+            Action.READ_TALLY,
+            target,
+            what=f"tally:{contest_id}:{target}",
+            released=released,
+        )
+        key = target.compact if isinstance(target, StationCode) else target.value
+
+        def read(tx: StorageTx) -> Mapping[str, int]:
+            if isinstance(target, StationCode):
+                state = tx.station_states([(contest_id, key)])[(contest_id, key)]
+                return dict(state.counted.counters) if state.counted else {}
+            return tx.aggregates(contest_id, key)
+
+        entry = self._audit_entry(
+            principal, "read_tally", f"tally:{contest_id}:{key}", "ok", where=target
+        )
+        counters = self._read_audited(entry, read)
+        expected = self._expected_for(contest_id).get(key, (0, 0))
+        return Tally(
+            region=key,
+            contest=contest_id,
+            votes={n: counters.get(f"votes.{n}", 0) for n in options},
+            valid=counters.get("valid", 0),
+            invalid=counters.get("invalid", 0),
+            total=counters.get("total", 0),
+            stations_counted=counters.get("stations", 0),
+            stations_expected=expected[0],
+            registered_covered=counters.get("registered", 0),
+            registered_expected=expected[1],
+        )
+
+    def reports(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        kind: str | None = None,
+        contest: str | None = None,
+        heads_only: bool = True,
+    ) -> list[tuple[StoredReport, Report]]:
+        """Reports (newest versions by default) within a region or TPS, with the desk's
+        record of each (status, version, verdict)."""
+        query = ReportFilter(
+            region=self._prefix(where), kind=kind, contest=contest, heads_only=heads_only
+        )
+        return [
+            (s, parse_report(s.payload))
+            for s in self._read_reports(principal, Action.READ_REPORTS, where, query)
+        ]
+
+    def station_status(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        now: datetime | None = None,
+    ) -> list[StationStatus]:
+        """For every TPS within ``where``: each stage's report in, late, missing or
+        pending against the schedule in the TPS's own time zone, and its tally status."""
+        at = now or self.clock()
+        query = ReportFilter(region=self._prefix(where), heads_only=False)
+        found = self._read_reports(principal, Action.READ_STATUS, where, query)
+        first_in: dict[tuple[str, str], StoredReport] = {}
+        tally_head: dict[str, StoredReport] = {}
+        for s in found:
+            if s.kind == "tally" and (
+                s.station not in tally_head or s.version > tally_head[s.station].version
+            ):
+                tally_head[s.station] = s
+            if s.status is ReportStatus.REJECTED:
+                continue
+            if s.stage is not None:
+                first_in.setdefault((s.station, s.stage), s)
+        target = self._target(where)
+        stations = (
+            [self.deployment.stations[target]]
+            if isinstance(target, StationCode)
+            else list(self.deployment.stations_in(target))
+        )
+        schedule = self.deployment.schedule
+        day = self.deployment.election_day
+        out: list[StationStatus] = []
+        for station in sorted(stations, key=lambda s: s.code):
+            code = station.code.compact
+            stages: list[StageState] = []
+            for stage in Stage:
+                deadline = schedule.deadline(stage, day, station.time_zone)
+                got = first_in.get((code, stage.value))
+                security = None
+                if got is not None and got.kind == "situation":
+                    security = SecurityStatus(json.loads(got.payload)["status"])
+                if got is not None:
+                    state: Literal["in", "late", "missing", "pending"] = (
+                        "in" if got.received_at <= deadline else "late"
+                    )
+                    stages.append(StageState(stage, state, deadline, got.received_at, security))
+                else:
+                    stages.append(
+                        StageState(stage, "missing" if at > deadline else "pending", deadline)
+                    )
+            head = tally_head.get(code)
+            out.append(StationStatus(code, tuple(stages), head.status.value if head else None))
+        return out
+
+    def incidents(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        stage: Stage | str | None = None,
+        category: str | None = None,
+        min_severity: int = 1,
+    ) -> list[IncidentView]:
+        """Incidents reported within ``where`` (newest version of each report), filtered by
+        stage, category and severity, most severe first."""
+        try:
+            stage_value = Stage(stage).value if stage is not None else None
+        except ValueError:
+            raise UnknownEntityError(
+                f"not a stage: one of {[x.value for x in Stage]}",
+                code="stage.unknown",
+                message_id="tahap tidak dikenal",
+            ) from None
+        query = ReportFilter(region=self._prefix(where), kind="situation")
+        out: list[IncidentView] = []
+        for stored in self._read_reports(principal, Action.READ_INCIDENTS, where, query):
+            if stored.status is ReportStatus.REJECTED:
+                continue
+            if stage_value is not None and stored.stage != stage_value:
+                continue
+            report = parse_report(stored.payload)
+            assert isinstance(report, SituationReport)
+            for incident in report.incidents:
+                if category is not None and incident.category != category:
+                    continue
+                if incident.severity < min_severity:
+                    continue
+                out.append(
+                    IncidentView(
+                        stored.station,
+                        stored.report_id,
+                        report.stage,
+                        report.observed_at,
+                        incident.category,
+                        incident.severity,
+                        incident.text,
+                        incident.media_sha256,
+                    )
+                )
+        out.sort(key=lambda i: (-i.severity, i.observed_at, i.station))
+        return out
+
+    def history(
+        self, *, principal: Principal, after: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        """The record of who did what (for auditors): actions and objects, never figures."""
+        scope = principal.scope if isinstance(principal.scope, RegionCode) else None
+        self._guard(principal, Action.READ_AUDIT, scope, what="audit", where=principal.scope)
+        with self.storage.transaction() as tx:
+            found = tx.audit(after=after, limit=None)
+        self._write_audit(self._audit_entry(principal, "read_audit", "audit", "ok", where=scope))
+        visible = [e for e in found if _visible(principal, e)]
+        return visible[:limit] if limit is not None else visible
+
+    def sample_commitment(self, digest: str, *, principal: Principal) -> AuditRecord | None:
+        """The audit entry that committed the sample with ``digest``, if any."""
+        for entry in self.history(principal=principal):
+            if entry.action == "commit_sample" and entry.object == f"sample:{digest}":
+                return entry
+        return None

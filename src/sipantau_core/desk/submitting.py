@@ -1,0 +1,393 @@
+"""Submitting: reports checked, stored exactly once and counted in one transaction; a
+correction is a new version of the report it amends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import attrs
+
+from sipantau_core.access import Principal
+from sipantau_core.desk import parallel
+from sipantau_core.desk._base import MAX_RETRIES
+from sipantau_core.desk._records import (
+    _COUNTING,
+    _NO_STATE,
+    _ROLE_VALUE,
+    _STATUS_VALUE,
+    _counters,
+    _Recount,
+    _violations_json,
+)
+from sipantau_core.desk.checking import Checking, Submission, _Prepared
+from sipantau_core.domain import (
+    Report,
+    SituationReport,
+    TallyReport,
+)
+from sipantau_core.errors import (
+    ConflictError,
+    PermissionDenied,
+    SipantauError,
+)
+from sipantau_core.events import ReportEvent
+from sipantau_core.ports import (
+    COUNTED_STATUSES,
+    AuditRecord,
+    CountedTally,
+    DeviceKeyRecord,
+    ReportStatus,
+    StationKey,
+    StationState,
+    StorageTx,
+    StoredReport,
+    WriteBatch,
+)
+from sipantau_core.results import (
+    BulkResult,
+    Receipt,
+)
+from sipantau_core.signing import (
+    SignatureError,
+    SignedReport,
+)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch is planned and written: the bulk
+    path allocates many short-lived objects (none in cycles) and the collector's passes
+    over a large deployment cost a third of its time. Restored afterwards (only if it was
+    on, so nested and concurrent calls leave it as they found it)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class Submitting(Checking):
+    """Submitting reports: one, or many in one transaction (the bulk path), stored
+    exactly once and counted; corrections are new versions that amend a report."""
+
+    def submit(self, report: Submission, *, principal: Principal) -> Receipt:
+        """Check, store and count one report in one transaction.
+
+        Raises :class:`PermissionDenied`, :class:`UnknownEntityError`,
+        :class:`ConflictError` (same id with other content, a stale amendment, a second
+        tally chain for a station), :class:`~sipantau_core.errors.PayloadError` for a
+        payload that cannot be read, or :class:`~sipantau_core.errors.StorageError`.
+        """
+        item = self.submit_many([report], principal=principal).items[0]
+        if isinstance(item, SipantauError):
+            raise item
+        return item
+
+    def submit_many(
+        self,
+        reports: Iterable[Submission],
+        *,
+        principal: Principal | Sequence[Principal],
+        workers: int = 1,
+    ) -> BulkResult:
+        """The bulk path: the same checks and the same results as submitting the reports
+        one by one, in order, but in one transaction. ``principal`` is who submits them
+        all, or one principal per report (a server batching many monitors' reports).
+
+        ``workers=N`` (an import of many thousand reports into a database server) shares
+        the reports out by TPS among N processes (this one and N - 1 forked from it), each
+        with its own connection and transaction, so that checking, hashing and writing use
+        every core. Each TPS's reports stay in one share, in order, so the receipts are
+        those of the serial path; the shares commit on their own (a failed share raises
+        after the others are done, and running the same call again is safe: what was
+        stored comes back as ``duplicate``). The report events are announced in this
+        process, in order. It falls back to one process where that cannot give the same
+        result: a storage held in memory, a platform without ``fork``, fewer than 500
+        reports a worker, or a report id that two shares would both need. Parallel calls
+        from several threads take turns.
+        """
+        with _gc_paused():
+            submissions = [self._read_submission(raw) for raw in reports]
+            principals = self._principals(principal, len(submissions))
+            shares = self._shares(submissions, workers)
+            if shares is None:
+                items, events = self._run_batch(submissions, principals)
+            else:
+                items, events = self._run_shares(submissions, principals, shares)
+        self.plugins.report_events(self._as_view(), [event for _, event in events])
+        return BulkResult(tuple(items))
+
+    @staticmethod
+    def _principals(principal: Principal | Sequence[Principal], n: int) -> list[Principal]:
+        if isinstance(principal, Principal):
+            return [principal] * n
+        principals = list(principal)
+        if len(principals) != n:
+            raise SipantauError(
+                f"submit_many: {n} reports but {len(principals)} principals",
+                code="desk.bad_call",
+            )
+        return principals
+
+    def _shares(
+        self, submissions: Sequence[Report | SignedReport | SipantauError], workers: int
+    ) -> list[list[int]] | None:
+        """The positions of ``submissions`` in shares by TPS, or ``None`` for the serial
+        path (see :func:`~sipantau_core.desk.parallel.plan_shares`)."""
+        return parallel.plan_shares(submissions, workers, self.storage)
+
+    def _run_shares(
+        self,
+        submissions: Sequence[Report | SignedReport | SipantauError],
+        principals: Sequence[Principal],
+        shares: list[list[int]],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        items, events, failure = parallel.fork_shares(
+            self._run_batch, self.storage, submissions, principals, shares
+        )
+        if failure is not None:
+            # what the other shares committed did happen
+            self.plugins.report_events(self._as_view(), [event for _, event in events])
+            raise failure
+        return items, events
+
+    def _run_batch(
+        self,
+        submissions: Sequence[Report | SignedReport | SipantauError],
+        principals: Sequence[Principal],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        """Check, store and count ``submissions`` in one transaction; the items in order
+        and the events to announce (with the position of their report)."""
+        now = self.clock()
+        key_ids = {x.signature.key_id for x in submissions if isinstance(x, SignedReport)}
+        keys: dict[str, DeviceKeyRecord] = {}
+        if key_ids:
+            with self.storage.transaction() as tx:
+                keys = {k.key_id: k for k in tx.device_keys(key_ids=key_ids)}
+        prepared: list[_Prepared | SipantauError] = []
+        denied: list[AuditRecord] = []
+        for item, principal_i in zip(submissions, principals, strict=True):
+            try:
+                if isinstance(item, SipantauError):
+                    raise item
+                prepared.append(self._prepare(item, principal_i, keys, now))
+            except SipantauError as e:
+                prepared.append(e)
+                if isinstance(e, PermissionDenied | SignatureError):
+                    where = (
+                        item.report.station
+                        if isinstance(item, SignedReport)
+                        else (
+                            item.station
+                            if isinstance(item, TallyReport | SituationReport)
+                            else None
+                        )
+                    )
+                    denied.append(
+                        self._audit_entry(
+                            principal_i, "submit", "report", f"denied:{e.code}", now, where=where
+                        )
+                    )
+        return self._store(prepared, now, denied)
+
+    def _store(
+        self,
+        prepared: Sequence[_Prepared | SipantauError],
+        now: datetime,
+        denied: list[AuditRecord],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    items, events, batch = self._plan(tx, prepared, now)
+                    batch.audit[:0] = denied
+                    if self.notifier is not None:
+                        # the alerts are queued in the transaction that stores the reports
+                        queued = self.notifier.queue([event for _, event in events], now)
+                        batch.notifications.extend(queued)
+                    self._commit(tx, batch)
+                return items, events
+            except ConflictError as e:
+                # A concurrent writer stored the same report or version first: read again.
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _plan(
+        self,
+        tx: StorageTx,
+        prepared: Sequence[_Prepared | SipantauError],
+        now: datetime,
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]], WriteBatch]:
+        ok = [p for p in prepared if isinstance(p, _Prepared)]
+        keys = sorted(
+            {
+                (p.report.contest, p.report.station.compact)
+                for p in ok
+                if isinstance(p.report, TallyReport)
+            }
+        )
+        # Lock the stations first: the reads below then see what concurrent writers of
+        # the same stations committed, and a lost race resolves on the first retry.
+        states = tx.station_states(keys, lock=True) if keys else {}
+        ids = {p.report.report_id for p in ok} | {
+            p.report.amends.report_id for p in ok if p.report.amends is not None
+        }
+        known = tx.get_reports(ids) if ids else {}
+        heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
+        batch = WriteBatch()
+        recount = _Recount()
+        items: list[Receipt | SipantauError] = []
+        events: list[tuple[int, ReportEvent]] = []
+        for position, p in enumerate(prepared):
+            if isinstance(p, SipantauError):
+                items.append(p)
+                continue
+            try:
+                receipt, event = self._plan_one(p, now, known, heads, states, batch, recount)
+            except SipantauError as e:
+                items.append(e)
+                continue
+            items.append(receipt)
+            if event is not None:
+                events.append((position, event))
+        recount.into(batch.aggregates)
+        return items, events, batch
+
+    def _plan_one(
+        self,
+        p: _Prepared,
+        now: datetime,
+        known: dict[UUID, StoredReport],
+        heads: dict[UUID, StoredReport],
+        states: dict[StationKey, StationState],
+        batch: WriteBatch,
+        recount: _Recount,
+    ) -> tuple[Receipt, ReportEvent | None]:
+        report = p.report
+        principal = p.principal
+        station = report.station.compact
+        existing = known.get(report.report_id)
+        if existing is not None:
+            if existing.digest != p.digest:
+                raise ConflictError(
+                    f"report {report.report_id} was stored with other content; "
+                    "send a correction with a new report_id that amends it",
+                    code="report.conflict",
+                    message_id="laporan dengan ID ini sudah ada dengan isi berbeda; kirim koreksi",
+                )
+            return self._receipt(existing, duplicate=True), None
+        kind = "tally" if isinstance(report, TallyReport) else "situation"
+        if report.amends is not None:
+            target = known.get(report.amends.report_id)
+            if target is None:
+                raise ConflictError(
+                    f"report {report.report_id} amends {report.amends.report_id}, "
+                    "which this desk does not hold",
+                    code="report.amends_unknown",
+                    message_id="laporan yang dikoreksi tidak ditemukan",
+                )
+            head = heads[target.chain_id]
+            if (head.kind, head.station, head.contest) != (kind, station, report.contest):
+                raise ConflictError(
+                    "a correction must be of the same kind, TPS and contest as what it amends",
+                    code="report.conflict",
+                    message_id="koreksi harus untuk jenis laporan, TPS dan pemilihan yang sama",
+                )
+            if report.amends.version != head.version:
+                raise ConflictError(
+                    f"report {report.report_id} amends version {report.amends.version}, "
+                    f"but the newest version is {head.version}",
+                    code="report.stale_version",
+                    message_id=(
+                        f"koreksi untuk versi {report.amends.version}, padahal versi terbaru "
+                        f"adalah {head.version}"
+                    ),
+                )
+            chain_id, version = head.chain_id, head.version + 1
+            batch.statuses[head.report_id] = ReportStatus.SUPERSEDED
+            superseded = attrs.evolve(head, status=ReportStatus.SUPERSEDED)
+            known[head.report_id] = superseded
+        else:
+            chain_id, version = report.report_id, 1
+        verdict = p.verdict
+        violations = () if verdict is None else verdict.violations
+        if verdict is not None and violations and not verdict.ok:
+            status = ReportStatus.FLAGGED
+        else:
+            status = ReportStatus.ACCEPTED
+        stored = StoredReport(
+            report_id=report.report_id,
+            chain_id=chain_id,
+            version=version,
+            kind=kind,
+            station=station,
+            contest=report.contest,
+            monitor=report.monitor,
+            stage=report.stage.value if isinstance(report, SituationReport) else _COUNTING,
+            observed_at=report.observed_at,
+            received_at=now,
+            digest=p.digest,
+            payload=p.payload,
+            status=status,
+            verdict=_violations_json(verdict) if violations else "[]",
+            submitted_by=principal.id,
+        )
+        if isinstance(report, TallyReport):
+            key = (report.contest, station)
+            state = states.get(key, _NO_STATE)
+            if state.chain_id is not None and state.chain_id != chain_id:
+                raise ConflictError(
+                    f"TPS {report.station.label} already has a tally for {report.contest} "
+                    f"(report {state.chain_id}); send a correction that amends it",
+                    code="report.station_already_reported",
+                    message_id=(
+                        "TPS ini sudah mengirim hasil; kirim koreksi atas laporan sebelumnya"
+                    ),
+                )
+            counted = (
+                CountedTally(report.report_id, version, _counters(report, p.station))
+                if status in COUNTED_STATUSES
+                else None
+            )
+            recount.add(report.contest, report.station.village.value, state.counted, counted)
+            new_state = StationState(chain_id=chain_id, counted=counted)
+            states[key] = new_state
+            batch.stations[key] = new_state
+        batch.reports.append(stored)
+        known[stored.report_id] = stored
+        heads[chain_id] = stored
+        outcome = _STATUS_VALUE[status]
+        batch.audit.append(
+            AuditRecord(
+                at=now,
+                principal=principal.id,
+                role=_ROLE_VALUE[principal.role],
+                action="submit",
+                object=f"report:{report.report_id}",
+                outcome=outcome,
+                region=station,
+            )
+        )
+        receipt = Receipt(
+            report_id=stored.report_id,
+            status=outcome,  # type: ignore[arg-type]
+            version=version,
+            chain_id=chain_id,
+            station=station,
+            received_at=now,
+            violations=violations,
+        )
+        kind_of_event = (
+            "corrected"
+            if version > 1
+            else ("flagged" if status is ReportStatus.FLAGGED else "accepted")
+        )
+        return receipt, ReportEvent(kind_of_event, report, receipt, principal, now)
