@@ -59,8 +59,9 @@ from sqlmodel import Field, Session, SQLModel, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sipantau_adapters.storage import sql as sql_adapter
 from sipantau_adapters.storage.sql import SQLStorage
+from sipantau_adapters.storage.sql import bulk as sql_bulk
+from sipantau_adapters.storage.sql import storage as sql_storage
 from sipantau_core import (
     Candidate,
     Contest,
@@ -290,10 +291,9 @@ Recorded = list[tuple[tuple[str, Sequence[Any]], list[Sequence[Any]]]]
 def recording_copies() -> Iterator[Recorded]:
     """Record every ``COPY`` into the desk's tables (reports, audit log, TPS rows) that
     the SQL adapter makes (statement, types, rows) while it runs as usual."""
-    sql = sql_adapter
     recorded: Recorded = []
-    real = sql._SQLTx._copy
-    kept = {sql._COPY_REPORTS[0], sql._COPY_AUDIT[0], sql._COPY_STATIONS[0]}
+    real = sql_storage._SQLTx._copy
+    kept = {sql_bulk._COPY_REPORTS[0], sql_bulk._COPY_AUDIT[0], sql_bulk._COPY_STATIONS[0]}
 
     def record(self: Any, copy_in: Any, rows: Any) -> None:
         rows = list(rows)
@@ -301,11 +301,11 @@ def recording_copies() -> Iterator[Recorded]:
             recorded.append((copy_in, rows))
         real(self, copy_in, rows)
 
-    sql._SQLTx._copy = record  # type: ignore[method-assign]
+    sql_storage._SQLTx._copy = record  # type: ignore[method-assign]
     try:
         yield recorded
     finally:
-        sql._SQLTx._copy = real  # type: ignore[method-assign]
+        sql_storage._SQLTx._copy = real  # type: ignore[method-assign]
 
 
 def desk_rows_baseline(url: str, recorded: Recorded) -> float:
@@ -315,7 +315,7 @@ def desk_rows_baseline(url: str, recorded: Recorded) -> float:
         storage = SQLStorage(schema_url)  # migrated: the desk's tables, keys and indexes
         try:
             with storage.transaction() as tx:
-                assert isinstance(tx, sql_adapter._SQLTx)
+                assert isinstance(tx, sql_storage._SQLTx)
 
                 def run() -> None:
                     for copy_in, rows in recorded:

@@ -918,7 +918,7 @@ def test_rejected_payloads_do_not_echo_canaries(
 # logs every bound parameter and result row (report payloads with the secret figures,
 # audit entries, token hashes), and the SQLAlchemy error chained under a storage error
 # (raise ... from e) prints "[parameters: ...]" in tracebacks. Patch (checked on a copy of
-# the tree), sipantau_adapters/storage/sql.py _make_engine: create every engine with
+# the tree), sipantau_adapters/storage/sql/connect.py _make_engine: create every engine with
 # hide_parameters=True and logging_name="sipantau", and set the logger
 # "sqlalchemy.engine.Engine.sipantau" to WARNING when it has no level of its own.
 def test_sql_debug_logging_hides_the_figures(

@@ -560,10 +560,10 @@ def _url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'desk.db'}"
     if request.param == "postgresql-bulk":
-        from sipantau_adapters.storage import sql
+        from sipantau_adapters.storage.sql import bulk
 
-        monkeypatch.setattr(sql, "_COPY_FROM", 2)
-        monkeypatch.setattr(sql, "_STAGE_FROM", 2)
+        monkeypatch.setattr(bulk, "_COPY_FROM", 2)
+        monkeypatch.setattr(bulk, "_STAGE_FROM", 2)
     url: str = request.getfixturevalue("pg_url")
     return url
 

@@ -21,7 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from pg import pg_url  # noqa: F401 - a fixture
-from sipantau_adapters.storage.sql import SQLStorage, _region_range, normalize_url
+from sipantau_adapters.storage.sql import SQLStorage, normalize_url
+from sipantau_adapters.storage.sql.reads import _region_range
 from sipantau_core.access import Principal, Role
 from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.deployment import Deployment
@@ -695,9 +696,9 @@ def _race_worker(
     ``bulk_from``: batches of this many reports and more take the PostgreSQL bulk paths
     (``COPY``, staged station locks) that otherwise start at hundreds of rows."""
     if bulk_from is not None:
-        from sipantau_adapters.storage import sql
+        from sipantau_adapters.storage.sql import bulk
 
-        sql._COPY_FROM = sql._STAGE_FROM = bulk_from
+        bulk._COPY_FROM = bulk._STAGE_FROM = bulk_from
     codes: Counter[str] = Counter()
     unexpected: list[str] = []
     rng = random.Random(worker)
