@@ -156,11 +156,24 @@ def test_the_cycle_finder_finds_one() -> None:
     assert _cycles(edges) == [["a", "b", "c"]]
 
 
-@pytest.mark.parametrize("port", PORTS)
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize(
+    "port", sorted(m for m in modules() if any(_in(m, port) for port in PORTS))
+)
 def test_hooks_and_ports_import_no_use_case(port: str) -> None:
+    """Every module of a port (a package's own modules too) reaches no use case."""
     via = _reachable(port, graph())
-    bad = [m for m in via if m == USE_CASES or m.startswith(USE_CASES + ".")]
+    bad = [m for m in via if _in(m, USE_CASES)]
     assert not bad, [_path(port, m, via) for m in bad]
+
+
+def test_every_port_is_found() -> None:
+    for port in PORTS:
+        assert port in modules(), port
+    assert "sipantau_core.notify.delivery" in modules()
 
 
 @pytest.mark.parametrize("name", sorted(m for m in modules() if m.startswith("sipantau_core")))
