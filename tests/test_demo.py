@@ -29,6 +29,7 @@ def test_the_demo_counts_what_the_monitors_sent(tmp_path: Path) -> None:
             "--seed",
             "7",
             "--plain",
+            "--no-keep",
         ],
         out,
     )

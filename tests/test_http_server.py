@@ -648,7 +648,9 @@ def test_tally_status_and_incidents(env: Env) -> None:
 def test_unknown_endpoints_and_methods(env: Env) -> None:
     with env.client() as c:
         assert_error(c.get("/v2/reports"), 404, "http.not_found")
-        assert_error(c.get("/"), 404, "http.not_found")
+        assert_error(c.get("/nowhere"), 404, "http.not_found")
+        # "/" is the desk's web page now (docs/web.md): without a session, to sign-in
+        assert c.get("/").headers["location"].startswith("/sign-in")
         response = c.delete("/v1/reports")
         assert_error(response, 405, "http.method_not_allowed")
         assert response.headers["allow"] == "POST"

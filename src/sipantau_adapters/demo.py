@@ -13,8 +13,10 @@ demo ends with the final count, checked against what the monitors sent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import shutil
+import socket
 import threading
 import time
 from collections import Counter
@@ -182,8 +184,12 @@ def run_demo(
     workdir: Path,
     out: TextIO,
     live: bool | None = None,
+    keep: bool = False,
+    port: int = 0,
 ) -> int:
-    """Run the demo; 0 when the desk's final count equals what the monitors sent."""
+    """Run the demo; 0 when the desk's final count equals what the monitors sent. With
+    ``keep`` the server (API and web page) goes on serving after the day until Ctrl-C,
+    on ``port`` of 127.0.0.1 (0: any free port)."""
     deployment = Deployment.load(deployment_dir)
     scenario = build_scenario(deployment, seed=seed, stations=stations)
     if workdir.exists():
@@ -267,7 +273,11 @@ def run_demo(
         with lock:
             view.sent[kind] += 1
 
-    with running(app) as base_url:
+    with running(app, port=_free(port)) as base_url:
+        token = desk.issue_token(
+            view.coordinator, principal=Principal(id="sipantau-demo", role=Role.SYSTEM)
+        )
+        out.write(f"Halaman desk: {base_url}/  (masuk dengan token koordinator: {token})\n")
         out.write(
             f"sipantau demo — {deployment.name}: "
             f"{len({e.station for e in scenario.events})} TPS, "
@@ -297,9 +307,30 @@ def run_demo(
                 pool.submit(_catch_up, client, scenario, base_url, view, lock)
         view.draw(clock(), final=True)
         ok = _final(desk, scenario, view, out, replies, failures)
+        if keep:
+            out.write(
+                f"\nHalaman desk tetap dilayani di {base_url}/ (token koordinator: {token}); "
+                "tekan Ctrl-C untuk berhenti.\n"
+            )
+            out.flush()
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(1)
     desk.close()
     gateway.close()
     return 0 if ok else 1
+
+
+def _free(port: int) -> int:
+    """``port`` when it can be bound on 127.0.0.1, else 0 (any free port)."""
+    if port == 0:
+        return 0
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
 
 
 def _catch_up(
@@ -380,6 +411,13 @@ def add_parser(sub: Any) -> None:
     demo.add_argument("--stations", type=int, default=None, help="only this many TPS")
     demo.add_argument("--workdir", default=".sipantau/demo", help="where devices keep outboxes")
     demo.add_argument("--plain", action="store_true", help="no live redraw")
+    demo.add_argument(
+        "--no-keep",
+        dest="keep",
+        action="store_false",
+        help="stop when the day ends (by default the web page is served until Ctrl-C)",
+    )
+    demo.add_argument("--port", type=int, default=8765, help="port of the server and page")
     demo.set_defaults(run=_run_from_args)
 
 
@@ -393,4 +431,6 @@ def _run_from_args(args: argparse.Namespace, out: TextIO) -> int:
         workdir=Path(args.workdir),
         out=out,
         live=False if args.plain else None,
+        keep=args.keep,
+        port=args.port,
     )

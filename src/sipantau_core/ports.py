@@ -102,7 +102,8 @@ class StationState:
 
 @attrs.frozen
 class Decision:
-    """A desk officer's decision on a report: ``override`` or ``reject``."""
+    """A desk officer's decision on a report: ``override``, ``reject``, or
+    ``acknowledge:N`` (incident N of a situation report seen and acted on)."""
 
     report_id: UUID
     action: str

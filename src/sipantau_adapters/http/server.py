@@ -592,6 +592,7 @@ def create_app(
     retry_after: float = 1,
     read_threads: int = 8,
     batch: BatchFunction | None = None,
+    web: bool = True,
 ) -> Starlette:
     """The HTTP API v1 of ``desk`` (see ``docs/http.md``).
 
@@ -601,6 +602,9 @@ def create_app(
     answered after its own transaction committed. More than ``max_queue`` waiting
     submissions: 429 with ``Retry-After: retry_after``. Reads run in up to
     ``read_threads`` worker threads. The committer is ``app.state.committer``.
+
+    With ``web`` (the default) the desk's web page is served beside the API (``/``, see
+    ``docs/web.md``; :func:`sipantau_adapters.web.app.add_web`).
     """
     committer = GroupCommitter(
         batch if batch is not None else per_principal(desk),
@@ -639,6 +643,10 @@ def create_app(
     app.router.redirect_slashes = False  # a trailing slash is a 404, not a redirect
     app.state.committer = committer
     app.state.desk = desk
+    if web:
+        from sipantau_adapters.web.app import add_web
+
+        add_web(app, desk)
     return app
 
 
@@ -696,6 +704,10 @@ def serve_workers(
         )
     os.environ[DEPLOYMENT_ENV] = deployment
     os.environ[STORAGE_ENV] = storage
+    # the workers share one session key, so a page signed in on one works on all
+    from sipantau_adapters.web.session import SECRET_ENV, new_secret
+
+    os.environ.setdefault(SECRET_ENV, new_secret())
     uvicorn.run(
         "sipantau_adapters.http.server:app_from_environment",
         factory=True,

@@ -16,14 +16,8 @@ from sipantau_core.desk._records import (
     _not_found,
     _Recount,
 )
-from sipantau_core.domain import (
-    StationCode,
-    TallyReport,
-)
-from sipantau_core.errors import (
-    ConflictError,
-    SipantauError,
-)
+from sipantau_core.domain import SituationReport, StationCode, TallyReport
+from sipantau_core.errors import ConflictError, SipantauError, UnknownEntityError
 from sipantau_core.events import ReportEvent
 from sipantau_core.ports import (
     CountedTally,
@@ -153,6 +147,34 @@ class Correcting(DeskBase):
         self._commit(tx, batch)
         decided: ReceiptStatus = "overridden" if action == "override" else "rejected"
         return attrs.evolve(self._receipt(stored), status=decided)
+
+    def acknowledge(
+        self, report_id: UUID, incident: int, *, principal: Principal, note: str = ""
+    ) -> Decision:
+        """Record that a desk officer has seen incident ``incident`` (its position in the
+        situation report) and is acting on it, with an optional note: a
+        :class:`~sipantau_core.ports.Decision` of action ``acknowledge:N`` and an audit
+        entry. Officers and coordinators, within their region."""
+        with self.storage.transaction() as tx:
+            stored = tx.get_reports([report_id]).get(report_id)
+        if stored is None:
+            raise _not_found(report_id)
+        station = StationCode.parse(stored.station)
+        self._guard(principal, Action.DECIDE, station, what=f"report:{report_id}")
+        report = parse_report(stored.payload)
+        if not isinstance(report, SituationReport) or not 0 <= incident < len(report.incidents):
+            raise UnknownEntityError(
+                f"report {report_id} has no incident #{incident}",
+                code="incident.not_found",
+                message_id="kejadian tidak ditemukan",
+            )
+        now = self.clock()
+        decision = Decision(report_id, f"acknowledge:{incident}", principal.id, note.strip(), now)
+        entry = self._audit_entry(
+            principal, "acknowledge", f"incident:{report_id}:{incident}", "ok", now, where=station
+        )
+        self._write(WriteBatch(decisions=[decision], audit=[entry]))
+        return decision
 
     def decisions(self, report_id: UUID, *, principal: Principal) -> list[Decision]:
         """Who overrode or rejected a report, when and why."""

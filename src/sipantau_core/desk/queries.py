@@ -115,6 +115,23 @@ class Queries(DeskBase):
             for s in self._read_reports(principal, Action.READ_REPORTS, where, query)
         ]
 
+    def flagged(
+        self,
+        where: RegionCode | StationCode | str,
+        *,
+        principal: Principal,
+        contest: str | None = None,
+    ) -> list[StoredReport]:
+        """The newest tallies within ``where`` that break a hard rule and wait for a
+        correction or a decision (status ``flagged``), by TPS. Readers: as for
+        :meth:`reports`; the desk's record only (its verdict names the rules), no payload
+        is parsed."""
+        query = ReportFilter(region=self._prefix(where), kind="tally", contest=contest)
+        found = self._read_reports(principal, Action.READ_REPORTS, where, query)
+        flagged = [s for s in found if s.status is ReportStatus.FLAGGED]
+        flagged.sort(key=lambda s: s.station)
+        return flagged
+
     def station_status(
         self,
         where: RegionCode | StationCode | str,
@@ -146,25 +163,33 @@ class Queries(DeskBase):
         )
         schedule = self.deployment.schedule
         day = self.deployment.election_day
+        # Deadlines depend on the stage and the TPS's time zone only, and a stage with
+        # nothing in is the same value at every TPS of a zone: both made once per zone.
+        plans: dict[str, list[tuple[Stage, str, datetime, StageState]]] = {}
         out: list[StationStatus] = []
-        for station in sorted(stations, key=lambda s: s.code):
+        for station in sorted(stations, key=lambda s: s.code.compact):
             code = station.code.compact
+            plan = plans.get(code[:2])
+            if plan is None:
+                zone = station.time_zone
+                plan = plans[code[:2]] = []
+                for stage in Stage:
+                    deadline = schedule.deadline(stage, day, zone)
+                    empty = StageState(stage, "missing" if at > deadline else "pending", deadline)
+                    plan.append((stage, stage.value, deadline, empty))
             stages: list[StageState] = []
-            for stage in Stage:
-                deadline = schedule.deadline(stage, day, station.time_zone)
-                got = first_in.get((code, stage.value))
+            for stage, value, deadline, empty in plan:
+                got = first_in.get((code, value))
+                if got is None:
+                    stages.append(empty)
+                    continue
                 security = None
-                if got is not None and got.kind == "situation":
+                if got.kind == "situation":
                     security = SecurityStatus(json.loads(got.payload)["status"])
-                if got is not None:
-                    state: Literal["in", "late", "missing", "pending"] = (
-                        "in" if got.received_at <= deadline else "late"
-                    )
-                    stages.append(StageState(stage, state, deadline, got.received_at, security))
-                else:
-                    stages.append(
-                        StageState(stage, "missing" if at > deadline else "pending", deadline)
-                    )
+                state: Literal["in", "late", "missing", "pending"] = (
+                    "in" if got.received_at <= deadline else "late"
+                )
+                stages.append(StageState(stage, state, deadline, got.received_at, security))
             head = tally_head.get(code)
             out.append(StationStatus(code, tuple(stages), head.status.value if head else None))
         return out

@@ -1,0 +1,234 @@
+"""Benchmark of the desk's web page, run by hand (never by the tests):
+
+    .venv/bin/python benchmarks/bench_web.py [--storage URL] [--viewers 200]
+        [--rate 1000] [--seconds 20] [--renders 20]
+
+The real DKI Jakarta tallies of the 2024 presidential election (30,766 TPS, loaded as in
+``bench_storage.py``) go into a desk (``memory://`` by default; ``--storage`` takes a
+PostgreSQL or SQLite URL). Then, next to ``desk.tally("31")`` measured in the same run:
+
+* **the whole-province view**: the overview's panels of province 31 rendered server-side
+  for its coordinator (median of ``--renders``), and the whole page over HTTP;
+* **live updates under load**: ``--viewers`` signed-in browsers (coordinators of the
+  province and of each city, officers of each kecamatan) hold the live stream open while
+  ``--rate`` reports a second arrive (stage reports of every TPS, in batches of a tenth of
+  a second). Once a second the run notes the audit log's head after a batch committed;
+  each viewer's latency is the time from that commit to the first update it receives
+  that reflects it. Prints p50 / p99 / max and how many updates were missed (none
+  arrived within 5 s).
+
+Prints figures and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_storage import OBSERVED_AT, load
+
+from sipantau_adapters.http.server import create_app, running
+from sipantau_core.access import Principal, Role
+from sipantau_core.desk import Desk
+from sipantau_core.domain import SecurityStatus, SituationReport, Stage
+
+SYSTEM = Principal(id="bench", role=Role.SYSTEM)
+
+
+def median_ms(fn: Callable[[], Any], n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def sign_in(url: str, token: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=60)
+    form = client.get("/sign-in").text
+    marker = 'name="csrf" value="'
+    start = form.index(marker) + len(marker)
+    csrf = form[start : form.index('"', start)]
+    answer = client.post("/sign-in", data={"csrf": csrf, "token": token, "next": "/"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+class Viewer(threading.Thread):
+    """One browser holding the live stream open; notes (seq, time) of each update."""
+
+    def __init__(self, url: str, token: str, region: str):
+        super().__init__(daemon=True)
+        self.client = sign_in(url, token)
+        self.region = region
+        self.updates: list[tuple[int, float]] = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with self.client.stream("GET", f"/live?region={self.region}") as response:
+            seq = None
+            for line in response.iter_lines():
+                if line.startswith("id: "):
+                    seq = int(line[4:])
+                elif line.startswith("data: ") and seq is not None:
+                    self.updates.append((seq, time.monotonic()))
+                    self.ready.set()
+                if self.stop.is_set():
+                    break
+
+
+def viewers_of(desk: Desk, n: int) -> list[tuple[Principal, str]]:
+    """Coordinators of the province and of each city, officers of each kecamatan, in
+    turn, ``n`` in all."""
+    dep = desk.deployment
+    cities = sorted({s.code.village.value[:5] for s in dep.stations.values()})
+    districts = sorted({s.code.village.value[:8] for s in dep.stations.values()})
+    kinds: list[tuple[Principal, str]] = [
+        (Principal(id="koord-31", role=Role.COORDINATOR, scope="31"), "31")
+    ]
+    kinds += [(Principal(id=f"koord-{c}", role=Role.COORDINATOR, scope=c), c) for c in cities]
+    kinds += [(Principal(id=f"petugas-{d}", role=Role.OFFICER, scope=d), d) for d in districts]
+    return [kinds[i % len(kinds)] for i in range(n)]
+
+
+def stage_reports(desk: Desk) -> list[tuple[SituationReport, Principal]]:
+    out = []
+    for monitor in desk.deployment.monitors.values():
+        report = SituationReport(
+            report_id=uuid.uuid4(),
+            monitor=monitor.id,
+            station=monitor.station,
+            observed_at=OBSERVED_AT - timedelta(hours=9),
+            stage=Stage.OPENING,
+            status=SecurityStatus.SAFE,
+        )
+        out.append((report, Principal(id=monitor.id, role=Role.MONITOR, scope=monitor.station)))
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", default="memory://")
+    parser.add_argument("--viewers", type=int, default=200)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--renders", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    dep, tallies, facts = load()
+    desk = Desk.open(dep, storage=args.storage, clock=lambda: OBSERVED_AT)
+    t0 = time.perf_counter()
+    for i in range(0, len(tallies), 5000):
+        desk.submit_many(
+            tallies[i : i + 5000],
+            principal=[
+                Principal(id=r.monitor, role=Role.MONITOR, scope=r.station)
+                for r in tallies[i : i + 5000]
+            ],
+        )
+    print(
+        f"DKI Jakarta: {facts['stations']:,} TPS, {len(tallies):,} tallies loaded into "
+        f"{args.storage} in {time.perf_counter() - t0:.1f} s"
+    )
+    coordinator = Principal(id="koord-31", role=Role.COORDINATOR, scope="31")
+    app = create_app(desk)
+    web = app.state.web
+
+    tally_ms = median_ms(lambda: desk.tally("31", principal=coordinator), args.renders)
+    render_ms = median_ms(
+        lambda: web.live.render_panels(coordinator, "31", None, "id"), args.renders
+    )
+    print(f"\n  desk.tally('31'), median of {args.renders}:        {tally_ms:8.2f} ms")
+    print(
+        f"  province 31 panels rendered server-side:     {render_ms:8.2f} ms   "
+        f"({render_ms / tally_ms:.0f}x tally; target < 300 ms)"
+    )
+
+    tokens = {}
+    with running(app) as url:
+        token = desk.issue_token(coordinator, principal=SYSTEM)
+        client = sign_in(url, token)
+        page_ms = median_ms(lambda: client.get("/?region=31"), max(3, args.renders // 4))
+        client.close()
+        print(f"  province 31 page over HTTP (GET /):          {page_ms:8.2f} ms")
+
+        viewers: list[Viewer] = []
+        for principal, region in viewers_of(desk, args.viewers):
+            if principal.id not in tokens:
+                tokens[principal.id] = desk.issue_token(principal, principal=SYSTEM)
+            viewers.append(Viewer(url, tokens[principal.id], region))
+        for v in viewers:
+            v.start()
+        for v in viewers:
+            v.ready.wait(60)
+        print(f"\n  {len(viewers)} viewers connected ({len(tokens)} distinct principals)")
+
+        work = stage_reports(desk)
+        batch = max(1, args.rate // 10)
+        probes: list[tuple[int, float]] = []
+        sent = 0
+        start = time.monotonic()
+        next_probe = start + 1
+        while time.monotonic() - start < args.seconds and sent < len(work):
+            tick = time.monotonic()
+            chunk = work[sent : sent + batch]
+            desk.submit_many([r for r, _ in chunk], principal=[p for _, p in chunk])
+            sent += len(chunk)
+            if time.monotonic() >= next_probe:
+                with desk.storage.transaction() as tx:
+                    probes.append((tx.audit_head()[0], time.monotonic()))
+                next_probe += 1
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
+        elapsed = time.monotonic() - start
+        time.sleep(5)
+        for v in viewers:
+            v.stop.set()
+
+    latencies: list[float] = []
+    missed = 0
+    for seq, at in probes:
+        for v in viewers:
+            got = next((t for s, t in v.updates if s >= seq and t >= at - 0.001), None)
+            if got is None or got - at > 5:
+                missed += 1
+            else:
+                latencies.append(got - at)
+    print(
+        f"  {sent:,} reports in {elapsed:.1f} s = {sent / elapsed:,.0f} reports/s; "
+        f"{len(probes)} probes x {len(viewers)} viewers"
+    )
+    if latencies:
+        print(
+            f"  update latency: p50 {1e3 * percentile(latencies, 0.5):.0f} ms, "
+            f"p99 {1e3 * percentile(latencies, 0.99):.0f} ms, "
+            f"max {1e3 * max(latencies):.0f} ms (target: within 1 s); "
+            f"missed {missed}"
+        )
+    updates = sum(len(v.updates) for v in viewers)
+    print(
+        f"  updates received: {updates:,} ({json.dumps({'per_viewer': updates // len(viewers)})})"
+    )
+    desk.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""What the live overview shows, read from the desk under the signed-in principal.
+
+Each panel is read with the desk's own queries and the principal of the page, so the
+access policy decides what a page holds: a panel the principal may not read carries the
+desk's refusal (its stable code) instead of data. Nothing here reads the storage
+directly, and nothing here holds monitors' personal data or free text beyond what the
+desk's queries return to that principal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from sipantau_core.access import Principal, Role
+from sipantau_core.deployment import Deployment
+from sipantau_core.desk import Desk
+from sipantau_core.domain import RegionCode, Stage, StationCode
+from sipantau_core.errors import PermissionDenied, SipantauError
+from sipantau_core.quickcount import ProgressCount, ShareEstimate
+
+__all__ = [
+    "Overview",
+    "Panel",
+    "ResultRow",
+    "StageRow",
+    "child_level",
+    "default_region",
+    "overview",
+]
+
+T = TypeVar("T")
+
+#: How many incidents and flagged tallies the feed shows (newest and most severe first).
+FEED_LIMIT = 30
+
+
+@attrs.frozen
+class Panel:
+    """A panel's data, or the reason it is empty (``refused``: a stable error code)."""
+
+    data: Any = None
+    refused: str | None = None
+
+
+@attrs.frozen
+class StageRow:
+    """One region's stage reports: per stage the TPS in (on time or late) and expected."""
+
+    code: str
+    name: str
+    expected: int
+    reported: tuple[tuple[str, int, int], ...]  # (stage, in, late)
+
+
+@attrs.frozen
+class ResultRow:
+    code: str
+    name: str
+    votes: tuple[int, ...]
+    shares: tuple[float, ...]
+    valid: int
+    invalid: int
+    total: int
+    tps_counted: int
+    tps_expected: int
+
+
+@attrs.frozen
+class FlaggedTally:
+    station: str
+    label: str
+    report_id: str
+    version: int
+    codes: tuple[str, ...]
+
+
+@attrs.frozen
+class Overview:
+    region: str
+    region_name: str
+    contest: str
+    contest_name: str
+    options: tuple[tuple[int, str], ...]  # (ballot number, name)
+    stages: Panel  # tuple[StageRow, ...]
+    results: Panel  # (overall ResultRow, tuple[ResultRow, ...] children)
+    quick_count: Panel  # ShareEstimate | None, with the note
+    incidents: Panel  # tuple[IncidentView, ...]
+    flagged: Panel  # tuple[FlaggedTally, ...]
+
+
+def default_region(desk: Desk, principal: Principal) -> str:
+    """Where a principal's pages open: its own region, else the desk's."""
+    scope = principal.scope
+    if isinstance(scope, RegionCode):
+        return scope.value
+    return desk.deployment.region.value
+
+
+def child_level(region: RegionCode) -> str:
+    """The level below ``region`` whose rows the overview lists."""
+    depth = region.value.count(".")
+    return {0: "city", 1: "district", 2: "village"}.get(depth, "village")
+
+
+def _panel(read: Callable[[], T]) -> Panel:
+    try:
+        return Panel(read())
+    except PermissionDenied as e:
+        return Panel(refused=e.code)
+
+
+def _children(dep: Deployment, region: RegionCode) -> list[str]:
+    """The codes one level below ``region`` that hold TPS, sorted."""
+    depth = region.value.count(".") + 1
+    found = {
+        ".".join(s.code.village.value.split(".")[: depth + 1]) for s in dep.stations_in(region)
+    }
+    return sorted(found)
+
+
+def _row(dep: Deployment, code: str, count: Any, options: tuple[int, ...]) -> ResultRow:
+    votes = tuple(int(count.votes.get(n, 0)) for n in options)
+    valid = int(count.valid)
+    return ResultRow(
+        code=code,
+        name=dep.region_name(code),
+        votes=votes,
+        shares=tuple(v / valid if valid else math.nan for v in votes),
+        valid=valid,
+        invalid=int(count.invalid),
+        total=int(count.total),
+        tps_counted=int(count.tps_counted),
+        tps_expected=int(count.tps_expected),
+    )
+
+
+def _region_of(compact: str, depth: int) -> str:
+    """The region of ``depth`` segments (1: province … 4: village) that holds the TPS
+    with the 13 digits ``compact``."""
+    parts = (compact[0:2], compact[2:4], compact[4:6], compact[6:10])
+    return ".".join(parts[:depth])
+
+
+def _stages(desk: Desk, region: RegionCode, principal: Principal) -> tuple[StageRow, ...]:
+    dep = desk.deployment
+    statuses = desk.station_status(region, principal=principal)
+    depth = min(region.value.count(".") + 2, 4)
+    expected: Counter[str] = Counter()
+    got: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for status in statuses:
+        child = _region_of(status.station, depth)
+        expected[child] += 1
+        counts = got[child]
+        for stage in status.stages:
+            if stage.state == "in" or stage.state == "late":
+                counts[(stage.stage.value, stage.state)] += 1
+    rows = []
+    for child in sorted(expected):
+        reported = tuple(
+            (s.value, got[child][(s.value, "in")], got[child][(s.value, "late")]) for s in Stage
+        )
+        rows.append(StageRow(child, dep.region_name(child), expected[child], reported))
+    return tuple(rows)
+
+
+def _results(
+    desk: Desk, region: RegionCode, principal: Principal, contest: str
+) -> tuple[tuple[ResultRow, tuple[ResultRow, ...]], Panel]:
+    dep = desk.deployment
+    options = dep.contests[contest].options
+    progress: ProgressCount[int] = desk.progress(region, principal=principal, contest=contest)
+    overall = _row(dep, region.value, progress.overall, options)
+    level = child_level(region)
+    children: list[ResultRow] = []
+    if level in progress.tables:
+        for count in progress.regions(level):
+            children.append(_row(dep, count.code, count, options))
+    elif principal.role is Role.VIEWER:
+        # A release covers a region itself: a viewer sees each released child on its own.
+        for child in _children(dep, region):
+            try:
+                tally = desk.tally(child, principal=principal, contest=contest)
+            except PermissionDenied:
+                continue
+            children.append(
+                ResultRow(
+                    code=child,
+                    name=dep.region_name(child),
+                    votes=tuple(tally.votes.get(n, 0) for n in options),
+                    shares=tuple(tally.share.get(n, math.nan) for n in options),
+                    valid=tally.valid,
+                    invalid=tally.invalid,
+                    total=tally.total,
+                    tps_counted=tally.stations_counted,
+                    tps_expected=tally.stations_expected,
+                )
+            )
+    quick = Panel((progress.projection, progress.projection_note, progress.coverage))
+    return (overall, tuple(children)), quick
+
+
+def _flagged(
+    desk: Desk, region: RegionCode, principal: Principal, contest: str
+) -> tuple[FlaggedTally, ...]:
+    found = desk.flagged(region, principal=principal, contest=contest)
+    return tuple(
+        FlaggedTally(
+            station=stored.station,
+            label=StationCode.parse(stored.station).label,
+            report_id=str(stored.report_id),
+            version=stored.version,
+            codes=tuple(sorted({v["code"] for v in _verdict(stored.verdict)})),
+        )
+        for stored in found[:FEED_LIMIT]
+    )
+
+
+def _verdict(text: str) -> list[dict[str, Any]]:
+    parsed: list[dict[str, Any]] = json.loads(text) if text and text != "[]" else []
+    return parsed
+
+
+def overview(
+    desk: Desk, region: str, *, principal: Principal, contest: str | None = None
+) -> Overview:
+    """The overview of ``region`` as ``principal`` may see it. Raises the desk's
+    :class:`~sipantau_core.errors.PermissionDenied` when the principal may not read the
+    region's count at all (as ``GET /v1/tally`` would), and its
+    :class:`~sipantau_core.errors.UnknownEntityError` for a region the desk lacks; a
+    panel the principal may not read is empty with the refusal's code."""
+    dep = desk.deployment
+    try:
+        code = RegionCode.parse(region)
+    except ValueError:
+        raise SipantauError(
+            "not a region code such as 16.73 or 16.73.01",
+            code="region.unknown",
+            message_id="kode wilayah tidak dikenal",
+        ) from None
+    contest_id = contest or sorted(dep.contests)[0]
+    chosen = dep.contests.get(contest_id)
+    if chosen is None:
+        raise SipantauError(
+            f"no contest {contest_id!r} at this desk",
+            code="report.unknown_contest",
+            message_id="pemilihan tidak dikenal",
+        )
+    options = tuple((n, chosen.label(n)) for n in chosen.options)
+    # The gate: the region's count as the API reads it (a refusal is the desk's, on record).
+    desk.tally(code, principal=principal, contest=contest_id)
+    results = _panel(lambda: _results(desk, code, principal, contest_id))
+    quick = results.data[1] if results.data is not None else Panel(refused=results.refused)
+    incidents: Panel = _panel(lambda: tuple(desk.incidents(code, principal=principal)[:FEED_LIMIT]))
+    return Overview(
+        region=code.value,
+        region_name=dep.region_name(code),
+        contest=contest_id,
+        contest_name=chosen.name or contest_id,
+        options=options,
+        stages=_panel(lambda: _stages(desk, code, principal)),
+        results=Panel(results.data[0]) if results.data is not None else results,
+        quick_count=quick,
+        incidents=incidents,
+        flagged=_panel(lambda: _flagged(desk, code, principal, contest_id)),
+    )
+
+
+def share_estimate(panel: Panel) -> ShareEstimate[int] | None:
+    """The projection of a quick-count panel (``None`` while too few strata reported)."""
+    if panel.data is None:
+        return None
+    estimate: ShareEstimate[int] | None = panel.data[0]
+    return estimate

@@ -1,0 +1,288 @@
+"""The page's screens: sign-in and out, the language, the live overview, one TPS."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sipantau_adapters.web.app import LANG_COOKIE, SECURITY_HEADERS, WebApp, read_form
+from sipantau_adapters.web.drilldown import station_view
+from sipantau_adapters.web.i18n import LANGUAGES, translator
+from sipantau_adapters.web.overview import default_region, overview
+from sipantau_adapters.web.session import COOKIE, SessionError
+from sipantau_core.access import Action, Role, is_allowed
+from sipantau_core.domain import RegionCode
+from sipantau_core.errors import PermissionDenied, SipantauError
+
+__all__ = ["routes"]
+
+PRE_COOKIE = "sipantau_signin"
+
+
+def _safe_next(value: Any) -> str:
+    """Only a path of this site (never ``//host`` or a full URL)."""
+    text = unquote(str(value or "/"))
+    if not text.startswith("/") or text.startswith("//") or "\\" in text:
+        return "/"
+    return text
+
+
+# -- signing in and out --------------------------------------------------------------------
+
+
+def _signin_page(
+    web: WebApp, request: Request, *, status: int = 200, error: dict[str, str] | None = None
+) -> Response:
+    pre = secrets.token_urlsafe(24)
+    response = web.page(
+        request,
+        "signin.html",
+        status,
+        pre_csrf=pre,
+        next=_safe_next(request.query_params.get("next") or "/"),
+        error=error,
+    )
+    response.set_cookie(
+        PRE_COOKIE, pre, httponly=True, samesite="strict", path="/sign-in", max_age=3600
+    )
+    return response
+
+
+async def signin_form(web: WebApp, request: Request) -> Response:
+    if request.query_params.get("expired"):
+        t_id = "sesi telah berakhir; silakan masuk kembali"
+        text = t_id if web.lang(request) == "id" else "the session has expired; sign in again"
+        return _signin_page(web, request, error={"code": "access.session_expired", "text": text})
+    return _signin_page(web, request)
+
+
+async def signin(web: WebApp, request: Request) -> Response:
+    form = await read_form(request)
+    lang = web.lang(request)
+    sent = form.get("csrf")
+    if not isinstance(sent, str) or sent != request.cookies.get(PRE_COOKIE):
+        text = "formulir tidak sah; coba lagi" if lang == "id" else "the form expired; try again"
+        return _signin_page(web, request, status=403, error={"code": "access.csrf", "text": text})
+    token = form.get("token")
+    try:
+        if not isinstance(token, str) or not token.strip():
+            raise PermissionDenied(
+                "a staff token is needed", code="access.bad_token", message_id="token diperlukan"
+            )
+        principal = await web.run(web.desk.authenticate, token.strip())
+    except PermissionDenied as e:
+        text = e.message_id if lang == "id" else e.message
+        return _signin_page(web, request, status=401, error={"code": e.code, "text": text})
+    if principal.role is Role.MONITOR:
+        text = "pemantau melapor lewat aplikasi" if lang == "id" else "monitors use the app"
+        return _signin_page(web, request, status=403, error={"code": "access.role", "text": text})
+    value, _ = web.sessions.issue(token.strip())
+    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=web.sessions.lifetime_s,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    response.delete_cookie(PRE_COOKIE, path="/sign-in")
+    return response
+
+
+async def signout(web: WebApp, request: Request) -> Response:
+    form = await read_form(request)
+    try:
+        session = web.sessions.open(request.cookies.get(COOKIE))
+    except SessionError:
+        session = None
+    if session is not None:
+        web.check_form(request, session, form)
+    response = RedirectResponse("/sign-in", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def language(web: WebApp, request: Request) -> Response:
+    lang = request.path_params["lang"]
+    response = RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
+    if lang in LANGUAGES:
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="strict", httponly=True
+        )
+    return response
+
+
+# -- the overview --------------------------------------------------------------------------
+
+
+def _regions(web: WebApp, region: RegionCode) -> list[tuple[str, str]]:
+    """The region, its parents within the desk, and its children that hold TPS."""
+    dep = web.desk.deployment
+    top = dep.region
+    codes = {top.value, region.value}
+    depth = region.value.count(".") + 1
+    for station in dep.stations_in(region):
+        parts = station.code.village.value.split(".")
+        if depth < len(parts):
+            codes.add(".".join(parts[: depth + 1]))
+    for district in dep.districts():
+        codes.add(district.value)
+    return [(c, dep.region_name(c)) for c in sorted(codes)]
+
+
+async def overview_page(web: WebApp, request: Request) -> Response:
+    principal, session = await web.signed_in(request)
+    region = request.query_params.get("region") or default_region(web.desk, principal)
+    contest = request.query_params.get("contest") or None
+    view = await web.run(overview, web.desk, region, principal=principal, contest=contest)
+    code = RegionCode.parse(view.region)
+    can_release = is_allowed(principal, Action.RELEASE, code)
+    released = can_release and await web.run(web.desk.is_released, code, view.contest)
+    seq = web.live.seq if web.live is not None else 0
+    return web.page(
+        request,
+        "overview.html",
+        view=view,
+        principal=principal,
+        csrf=web.sessions.csrf(session),
+        region=view.region,
+        regions=_regions(web, code),
+        can_release=can_release,
+        released=released,
+        page="overview",
+        seq=seq,
+        message=_done(web, request),
+    )
+
+
+async def panels_fragment(web: WebApp, request: Request) -> Response:
+    """The overview's panels alone (what the live stream pushes)."""
+    principal, _ = await web.signed_in(request)
+    region = request.query_params.get("region") or default_region(web.desk, principal)
+    contest = request.query_params.get("contest") or None
+    html = await web.run(web.live.render_panels, principal, region, contest, web.lang(request))
+    return HTMLResponse(html, headers=dict(SECURITY_HEADERS))
+
+
+def _done(web: WebApp, request: Request) -> str:
+    """The outcome of the action that redirected here, in the page's language."""
+    done = request.query_params.get("done")
+    if not done:
+        return ""
+    t, has = translator(web.lang(request))
+    return t(f"done_{done}") if has(f"done_{done}") else ""
+
+
+# -- one TPS -------------------------------------------------------------------------------
+
+
+async def station_page(web: WebApp, request: Request) -> Response:
+    principal, session = await web.signed_in(request)
+    code = request.path_params["code"]
+    view = await web.run(station_view, web.desk, code, principal=principal)
+    return web.page(
+        request,
+        "tps.html",
+        view=view,
+        principal=principal,
+        csrf=web.sessions.csrf(session),
+        region=view.district,
+        page="tps",
+        message=_done(web, request),
+    )
+
+
+async def map_page(web: WebApp, request: Request) -> Response:
+    principal, session = await web.signed_in(request)
+    region = request.query_params.get("region") or default_region(web.desk, principal)
+    try:
+        code = RegionCode.parse(region)
+    except ValueError:
+        raise SipantauError(
+            "not a region code", code="region.unknown", message_id="kode wilayah tidak dikenal"
+        ) from None
+    lang = web.lang(request)
+    labels = _map_labels(lang)
+    return web.page(
+        request,
+        "map.html",
+        principal=principal,
+        csrf=web.sessions.csrf(session),
+        region=code.value,
+        region_name=web.desk.deployment.region_name(code),
+        page="map",
+        labels_json=json.dumps(labels, ensure_ascii=False),
+    )
+
+
+def _map_labels(lang: str) -> dict[str, str]:
+    if lang == "en":
+        return {
+            "silent": "silent",
+            "reported": "reported",
+            "flagged": "flagged",
+            "counted": "counted",
+            "status": "Status",
+            "risk": "Risk level",
+            "low": "low",
+            "medium": "medium",
+            "high": "high",
+            "indicators": "Indicators",
+            "incidents": "Incidents",
+            "open": "Open TPS",
+            "by_status": "By status",
+            "by_risk": "By risk level",
+            "outlines": "Kecamatan",
+        }
+    return {
+        "silent": "belum melapor",
+        "reported": "sudah melapor",
+        "flagged": "ditandai",
+        "counted": "terhitung",
+        "status": "Status",
+        "risk": "Tingkat kerawanan",
+        "low": "rendah",
+        "medium": "sedang",
+        "high": "tinggi",
+        "indicators": "Indikator",
+        "incidents": "Kejadian",
+        "open": "Buka TPS",
+        "by_status": "Menurut status",
+        "by_risk": "Menurut kerawanan",
+        "outlines": "Kecamatan",
+    }
+
+
+async def map_data(web: WebApp, request: Request) -> Response:
+    from sipantau_adapters.web.mapdata import map_data as build
+
+    principal, _ = await web.signed_in(request)
+    region = request.query_params.get("region") or default_region(web.desk, principal)
+    data = await web.run(build, web.desk, region, principal=principal)
+    return Response(
+        json.dumps(data, ensure_ascii=False),
+        media_type="application/json",
+        headers=dict(SECURITY_HEADERS),
+    )
+
+
+def routes(web: WebApp) -> list[BaseRoute]:
+    return [
+        Route("/", web.handler(overview_page), methods=["GET"]),
+        Route("/sign-in", web.handler(signin_form, kind="public"), methods=["GET"]),
+        Route("/sign-in", web.handler(signin, kind="public"), methods=["POST"]),
+        Route("/sign-out", web.handler(signout, kind="public"), methods=["POST"]),
+        Route("/lang/{lang}", web.handler(language, kind="public"), methods=["GET"]),
+        Route("/fragments/panels", web.handler(panels_fragment, kind="data"), methods=["GET"]),
+        Route("/tps/{code}", web.handler(station_page), methods=["GET"]),
+        Route("/map", web.handler(map_page), methods=["GET"]),
+        Route("/map/data.json", web.handler(map_data, kind="data"), methods=["GET"]),
+    ]
