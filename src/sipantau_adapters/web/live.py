@@ -5,7 +5,8 @@ entry: a submission, a decision, a release, an acknowledgement), a cheap read of
 entries after the last one seen, every ``poll_s``. When entries arrive that concern a
 region someone watches, the hub renders that region's panels once for all the viewers who
 see it alike (same role, scope, region, contest and language), at most once per
-``min_interval_s``, and pushes the HTML to each of them. The renders read through the
+``min_interval_s`` (or twice the time its last render took, when that is longer), and
+pushes the HTML to each of them. The renders read through the
 desk's queries as one of those viewers, so the access policy and the audit log apply to
 them as to a page.
 
@@ -49,10 +50,12 @@ KEEPALIVE_S = 15.0
 
 @attrs.frozen
 class Group:
-    """Viewers who see the same panels."""
+    """Viewers who see the same panels: the same role on the same region (each of them
+    was allowed it when it connected, by its own first render; what a role may see of a
+    region it covers does not depend on how much more its scope covers), the same
+    contest and language."""
 
     role: str
-    scope: str
     region: str
     contest: str | None
     lang: str
@@ -70,6 +73,7 @@ class _GroupState:
     dirty: bool = False
     changes: int = 0
     rendered_at: float = 0.0
+    cost: float = 0.0  # how long its last render took
 
 
 class LiveHub:
@@ -147,10 +151,14 @@ class LiveHub:
                     state.changes += hits
         now = time.monotonic()
         for group, state in list(self.groups.items()):
-            if state.dirty and state.watchers and now - state.rendered_at >= self.min_interval_s:
+            # a region whose panels take long to read is rendered less often, so that a
+            # busy desk still serves every group (and the small ones within a second)
+            interval = max(self.min_interval_s, 2 * state.cost)
+            if state.dirty and state.watchers and now - state.rendered_at >= interval:
                 state.dirty = False
                 state.rendered_at = now
                 await self._push(group, state)
+                state.cost = time.monotonic() - now
 
     async def _push(self, group: Group, state: _GroupState) -> None:
         principal = state.watchers[0].principal
@@ -219,7 +227,7 @@ async def stream(web: WebApp, request: Request) -> Response:
         seq, missed = await web.run(hub.missed, last, code)
     else:
         seq, missed = hub.seq, 0
-    group = Group(principal.role.value, str(principal.scope or ""), code, contest, lang)
+    group = Group(principal.role.value, code, contest, lang)
     send, receive = anyio.create_memory_object_stream[str](4)
     watch = hub.subscribe(group, principal, send)
     first = _event("panels", seq, {"html": html, "changes": missed, "resumed": last is not None})

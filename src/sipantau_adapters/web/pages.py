@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from sipantau_adapters.web.app import LANG_COOKIE, SECURITY_HEADERS, WebApp, read_form
 from sipantau_adapters.web.drilldown import station_view
 from sipantau_adapters.web.i18n import LANGUAGES, translator
+from sipantau_adapters.web.mapdata import map_data as build_map_data
 from sipantau_adapters.web.overview import default_region, overview
 from sipantau_adapters.web.session import COOKIE, SessionError
 from sipantau_core.access import Action, Role, is_allowed
@@ -223,50 +224,62 @@ async def map_page(web: WebApp, request: Request) -> Response:
     )
 
 
-def _map_labels(lang: str) -> dict[str, str]:
-    if lang == "en":
-        return {
-            "silent": "silent",
-            "reported": "reported",
-            "flagged": "flagged",
-            "counted": "counted",
-            "status": "Status",
-            "risk": "Risk level",
-            "low": "low",
-            "medium": "medium",
-            "high": "high",
-            "indicators": "Indicators",
-            "incidents": "Incidents",
-            "open": "Open TPS",
-            "by_status": "By status",
-            "by_risk": "By risk level",
-            "outlines": "Kecamatan",
-        }
-    return {
-        "silent": "belum melapor",
-        "reported": "sudah melapor",
-        "flagged": "ditandai",
-        "counted": "terhitung",
+#: The map's words in English (map.js holds the Indonesian ones, its defaults).
+MAP_LABELS_EN: dict[str, Any] = {
+    "status": {
+        "silent": "Not reported",
+        "reported": "Reported",
+        "flagged": "Flagged tally",
+        "counted": "Tally counted",
+    },
+    "risk": {"low": "Low", "medium": "Medium", "high": "High"},
+    "indicators": {
+        "keamanan": "Security",
+        "aksesibilitas": "Access",
+        "kejadian_lalu": "Past incidents",
+        "logistik": "Logistics",
+        "jaringan": "Network",
+    },
+    "layers": {
+        "outlines": "Kecamatan outlines",
+        "status": "TPS by status",
+        "risk": "TPS by risk level",
+    },
+    "legend": {"status": "TPS status", "risk": "TPS risk level"},
+    "filter": {"title": "Show risk levels"},
+    "popup": {
         "status": "Status",
-        "risk": "Tingkat kerawanan",
-        "low": "rendah",
-        "medium": "sedang",
-        "high": "tinggi",
-        "indicators": "Indikator",
-        "incidents": "Kejadian",
-        "open": "Buka TPS",
-        "by_status": "Menurut status",
-        "by_risk": "Menurut kerawanan",
-        "outlines": "Kecamatan",
-    }
+        "risk": "Risk level",
+        "indicators": "Indicators",
+        "incidents": "Incidents",
+        "district": "Kecamatan",
+        "none": "none",
+        "open": "Open the TPS page",
+    },
+    "table": {
+        "level": "Risk level",
+        "stations": "TPS",
+        "stations_with_incidents": "TPS with incidents",
+        "share": "% TPS with incidents",
+        "incidents": "Incidents",
+        "flagged": "Flagged tallies",
+        "counted": "Tallies counted",
+        "silent": "Not reported",
+        "total": "Total",
+    },
+    "unplaced": "TPS without coordinates",
+    "error": "The map could not be loaded",
+}
+
+
+def _map_labels(lang: str) -> dict[str, Any]:
+    return MAP_LABELS_EN if lang == "en" else {}
 
 
 async def map_data(web: WebApp, request: Request) -> Response:
-    from sipantau_adapters.web.mapdata import map_data as build
-
     principal, _ = await web.signed_in(request)
     region = request.query_params.get("region") or default_region(web.desk, principal)
-    data = await web.run(build, web.desk, region, principal=principal)
+    data = await web.run(build_map_data, web.desk, region, principal=principal)
     return Response(
         json.dumps(data, ensure_ascii=False),
         media_type="application/json",
