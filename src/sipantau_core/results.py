@@ -24,6 +24,7 @@ __all__ = [
     "IncidentView",
     "Receipt",
     "ReceiptStatus",
+    "StageProgress",
     "StageState",
     "StationStatus",
     "Tally",
@@ -105,6 +106,17 @@ class StationStatus:
 
     def stage(self, stage: Stage) -> StageState:
         return next(s for s in self.stages if s.stage is stage)
+
+
+@attrs.frozen
+class StageProgress:
+    """The stage reports of the TPS within one region: how many TPS, and per stage how
+    many reported by the deadline (``on_time``), after it (``late``), or not at all
+    once it passed (``missing``); the rest are not due yet."""
+
+    region: str
+    stations: int
+    stages: tuple[tuple[Stage, int, int, int], ...]  # (stage, on_time, late, missing)
 
 
 @attrs.frozen

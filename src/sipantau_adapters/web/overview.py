@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,7 +19,7 @@ import attrs
 from sipantau_core.access import Principal, Role
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk
-from sipantau_core.domain import RegionCode, Stage, StationCode
+from sipantau_core.domain import RegionCode, StationCode
 from sipantau_core.errors import PermissionDenied, SipantauError
 from sipantau_core.quickcount import ProgressCount, ShareEstimate
 
@@ -140,33 +139,17 @@ def _row(dep: Deployment, code: str, count: Any, options: tuple[int, ...]) -> Re
     )
 
 
-def _region_of(compact: str, depth: int) -> str:
-    """The region of ``depth`` segments (1: province … 4: village) that holds the TPS
-    with the 13 digits ``compact``."""
-    parts = (compact[0:2], compact[2:4], compact[4:6], compact[6:10])
-    return ".".join(parts[:depth])
-
-
 def _stages(desk: Desk, region: RegionCode, principal: Principal) -> tuple[StageRow, ...]:
     dep = desk.deployment
-    statuses = desk.station_status(region, principal=principal)
-    depth = min(region.value.count(".") + 2, 4)
-    expected: Counter[str] = Counter()
-    got: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
-    for status in statuses:
-        child = _region_of(status.station, depth)
-        expected[child] += 1
-        counts = got[child]
-        for stage in status.stages:
-            if stage.state == "in" or stage.state == "late":
-                counts[(stage.stage.value, stage.state)] += 1
-    rows = []
-    for child in sorted(expected):
-        reported = tuple(
-            (s.value, got[child][(s.value, "in")], got[child][(s.value, "late")]) for s in Stage
+    return tuple(
+        StageRow(
+            row.region,
+            dep.region_name(row.region),
+            row.stations,
+            tuple((stage.value, on_time, late) for stage, on_time, late, _ in row.stages),
         )
-        rows.append(StageRow(child, dep.region_name(child), expected[child], reported))
-    return tuple(rows)
+        for row in desk.stage_progress(region, principal=principal)
+    )
 
 
 def _results(

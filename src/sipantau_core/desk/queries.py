@@ -126,9 +126,13 @@ class Queries(DeskBase):
         correction or a decision (status ``flagged``), by TPS. Readers: as for
         :meth:`reports`; the desk's record only (its verdict names the rules), no payload
         is parsed."""
-        query = ReportFilter(region=self._prefix(where), kind="tally", contest=contest)
-        found = self._read_reports(principal, Action.READ_REPORTS, where, query)
-        flagged = [s for s in found if s.status is ReportStatus.FLAGGED]
+        query = ReportFilter(
+            region=self._prefix(where),
+            kind="tally",
+            contest=contest,
+            statuses=frozenset({ReportStatus.FLAGGED}),
+        )
+        flagged = self._read_reports(principal, Action.READ_REPORTS, where, query)
         flagged.sort(key=lambda s: s.station)
         return flagged
 
