@@ -389,3 +389,16 @@ def test_the_live_stream_is_scoped_like_the_page(web: Site) -> None:
 
 def test_now_is_election_day() -> None:
     assert NOW.date().isoformat() == "2024-11-27"
+
+
+@pytest.mark.parametrize("region", ["16.73", "16.73.01", "16.73.02", "16.73.01.1001"])
+def test_the_live_snapshot_cuts_the_same_panels_as_the_desk(web: Site, region: str) -> None:
+    from sipantau_adapters.web.overview import overview
+    from sipantau_adapters.web.snapshot import overview_from, read_snapshot
+
+    coordinator = Principal(id="koord", role=Role.COORDINATOR, scope="16.73")
+    direct = overview(web.desk, region, principal=coordinator)
+    snapshot = read_snapshot(web.desk, ["16.73", "16.73.01", region], None)
+    cut = overview_from(web.desk, snapshot, region)
+    assert cut == direct
+    assert direct.results.data is not None and direct.stages.data

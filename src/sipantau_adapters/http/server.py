@@ -604,7 +604,7 @@ def create_app(
     ``read_threads`` worker threads. The committer is ``app.state.committer``.
 
     With ``web`` (the default) the desk's web page is served beside the API (``/``, see
-    ``docs/web.md``; :func:`sipantau_adapters.web.app.add_web`).
+    ``docs/web.md``; :func:`sipantau_adapters.web.add_web`).
     """
     committer = GroupCommitter(
         batch if batch is not None else per_principal(desk),
@@ -644,7 +644,7 @@ def create_app(
     app.state.committer = committer
     app.state.desk = desk
     if web:
-        from sipantau_adapters.web.app import add_web
+        from sipantau_adapters.web import add_web
 
         add_web(app, desk)
     return app

@@ -1,7 +1,7 @@
 """The web page's application core: templates, sessions, security headers, errors.
 
-:func:`add_web` puts the page's routes into the API's Starlette app (``create_app``), so
-``sipantau serve`` serves both. Every handler goes through :meth:`WebApp.handler`, which
+:func:`sipantau_adapters.web.add_web` puts the page's routes into the API's Starlette
+app (``create_app``), so ``sipantau serve`` serves both. Every handler goes through :meth:`WebApp.handler`, which
 signs the request in from its cookie (a page without a session redirects to sign-in, a
 fragment, a stream or an export answers 401 with ``access.unauthenticated``: never data),
 runs the desk's blocking calls in worker threads, adds the security headers
@@ -11,21 +11,17 @@ pages) and turns the desk's errors into pages with their stable codes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote
 
 import anyio
 import anyio.to_thread
 import jinja2
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from sipantau_adapters.http._errors import log_unexpected
 from sipantau_adapters.web.i18n import LANGUAGES, number, percent, translator, verdict_text
@@ -42,7 +38,7 @@ from sipantau_core.errors import (
     UnknownEntityError,
 )
 
-__all__ = ["LANG_COOKIE", "SECURITY_HEADERS", "WebApp", "add_web"]
+__all__ = ["LANG_COOKIE", "SECURITY_HEADERS", "WebApp", "read_form"]
 
 T = TypeVar("T")
 
@@ -272,34 +268,3 @@ def _category(desk: Desk, code: str, lang: str) -> str:
     if category is None:
         return code
     return category.label_en if lang == "en" else category.label_id
-
-
-def add_web(app: Starlette, desk: Desk, *, sessions: Sessions | None = None) -> WebApp:
-    """Serve the desk's web page from ``app`` (beside the API): its routes, its static
-    files, and its live hub started and stopped with the app."""
-    from sipantau_adapters.web import actions, exports_routes, live, pages
-
-    web = WebApp(desk, sessions)
-    web.live = live.LiveHub(web)
-    routes: list[BaseRoute] = [
-        *pages.routes(web),
-        *actions.routes(web),
-        *exports_routes.routes(web),
-        Route("/live", web.handler(live.stream, kind="data"), methods=["GET"]),
-        Mount(
-            "/static",
-            StaticFiles(packages=[("sipantau_adapters.web", "static")]),
-            name="static",
-        ),
-    ]
-    app.router.routes[:0] = routes
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
-        async with inner(app) as state, web.live.running():
-            yield state
-
-    app.router.lifespan_context = lifespan
-    app.state.web = web
-    return web

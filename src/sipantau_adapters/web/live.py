@@ -32,7 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from sipantau_adapters.web.overview import default_region, overview
-from sipantau_core.access import Principal
+from sipantau_adapters.web.snapshot import overview_from, read_snapshot
+from sipantau_core.access import Principal, Role
 from sipantau_core.domain import RegionCode
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class LiveHub:
                     state.dirty = True
                     state.changes += hits
         now = time.monotonic()
+        due: list[tuple[Group, _GroupState]] = []
         for group, state in list(self.groups.items()):
             # a region whose panels take long to read is rendered less often, so that a
             # busy desk still serves every group (and the small ones within a second)
@@ -157,14 +159,40 @@ class LiveHub:
             if state.dirty and state.watchers and now - state.rendered_at >= interval:
                 state.dirty = False
                 state.rendered_at = now
-                await self._push(group, state)
-                state.cost = time.monotonic() - now
+                due.append((group, state))
+        staff = [(g, st) for g, st in due if g.role != Role.VIEWER.value]
+        by_contest: dict[str | None, list[tuple[Group, _GroupState]]] = {}
+        for group, state in staff:
+            by_contest.setdefault(group.contest, []).append((group, state))
+        for contest, groups in by_contest.items():
+            # desk staff: one read of the desk for all their groups, cut by region
+            pages = await self.web.run(self._render_staff, contest, [g for g, _ in groups])
+            cost = time.monotonic() - now
+            for (_, state), html in zip(groups, pages, strict=True):
+                self._send(state, html)
+                state.cost = cost
+        for group, state in due:
+            if group.role == Role.VIEWER.value:
+                started = time.monotonic()
+                principal = state.watchers[0].principal
+                html = await self.web.run(
+                    self.render_panels, principal, group.region, group.contest, group.lang
+                )
+                self._send(state, html)
+                state.cost = time.monotonic() - started
 
-    async def _push(self, group: Group, state: _GroupState) -> None:
-        principal = state.watchers[0].principal
-        html = await self.web.run(
-            self.render_panels, principal, group.region, group.contest, group.lang
-        )
+    def _render_staff(self, contest: str | None, groups: list[Group]) -> list[str]:
+        """The panels of every group of desk staff, from one snapshot (blocking)."""
+        web = self.web
+        snapshot = read_snapshot(web.desk, [g.region for g in groups], contest)
+        out = []
+        for group in groups:
+            view = overview_from(web.desk, snapshot, group.region)
+            context = web.context_for_lang(group.lang, view=view, seq=self.seq)
+            out.append(web.render("_panels.html", context))
+        return out
+
+    def _send(self, state: _GroupState, html: str) -> None:
         message = _event("panels", self.seq, {"html": html, "changes": state.changes})
         state.changes = 0
         for watch in list(state.watchers):

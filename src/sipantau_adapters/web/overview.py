@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -21,7 +21,9 @@ from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk
 from sipantau_core.domain import RegionCode, StationCode
 from sipantau_core.errors import PermissionDenied, SipantauError
-from sipantau_core.quickcount import ProgressCount, ShareEstimate
+from sipantau_core.ports import StoredReport
+from sipantau_core.quickcount import ProgressCount
+from sipantau_core.results import StageProgress
 
 __all__ = [
     "Overview",
@@ -140,16 +142,7 @@ def _row(dep: Deployment, code: str, count: Any, options: tuple[int, ...]) -> Re
 
 
 def _stages(desk: Desk, region: RegionCode, principal: Principal) -> tuple[StageRow, ...]:
-    dep = desk.deployment
-    return tuple(
-        StageRow(
-            row.region,
-            dep.region_name(row.region),
-            row.stations,
-            tuple((stage.value, on_time, late) for stage, on_time, late, _ in row.stages),
-        )
-        for row in desk.stage_progress(region, principal=principal)
-    )
+    return stage_rows(desk.deployment, desk.stage_progress(region, principal=principal))
 
 
 def _results(
@@ -158,13 +151,9 @@ def _results(
     dep = desk.deployment
     options = dep.contests[contest].options
     progress: ProgressCount[int] = desk.progress(region, principal=principal, contest=contest)
-    overall = _row(dep, region.value, progress.overall, options)
-    level = child_level(region)
-    children: list[ResultRow] = []
-    if level in progress.tables:
-        for count in progress.regions(level):
-            children.append(_row(dep, count.code, count, options))
-    elif principal.role is Role.VIEWER:
+    (overall, from_tables), quick = results_of(dep, region, progress, options)
+    children = list(from_tables)
+    if not children and principal.role is Role.VIEWER:
         # A release covers a region itself: a viewer sees each released child on its own.
         for child in _children(dep, region):
             try:
@@ -184,14 +173,28 @@ def _results(
                     tps_expected=tally.stations_expected,
                 )
             )
+    return (overall, tuple(children)), quick
+
+
+def results_of(
+    dep: Deployment, region: RegionCode, progress: ProgressCount[int], options: tuple[int, ...]
+) -> tuple[tuple[ResultRow, tuple[ResultRow, ...]], Panel]:
+    """The results panel (the region, its children) and the quick-count panel of a
+    progress count."""
+    overall = _row(dep, region.value, progress.overall, options)
+    level = child_level(region)
+    children: list[ResultRow] = []
+    if level in progress.tables:
+        prefix = region.value + "."
+        for count in progress.regions(level):
+            if count.code.startswith(prefix):
+                children.append(_row(dep, count.code, count, options))
     quick = Panel((progress.projection, progress.projection_note, progress.coverage))
     return (overall, tuple(children)), quick
 
 
-def _flagged(
-    desk: Desk, region: RegionCode, principal: Principal, contest: str
-) -> tuple[FlaggedTally, ...]:
-    found = desk.flagged(region, principal=principal, contest=contest)
+def flagged_rows(found: Sequence[StoredReport]) -> tuple[FlaggedTally, ...]:
+    """The flagged-tallies feed of the newest flagged tallies ``found`` (by TPS)."""
     return tuple(
         FlaggedTally(
             station=stored.station,
@@ -204,20 +207,29 @@ def _flagged(
     )
 
 
-def _verdict(text: str) -> list[dict[str, Any]]:
-    parsed: list[dict[str, Any]] = json.loads(text) if text and text != "[]" else []
-    return parsed
+def stage_rows(dep: Deployment, rows: Sequence[StageProgress]) -> tuple[StageRow, ...]:
+    return tuple(
+        StageRow(
+            row.region,
+            _name(dep, row.region),
+            row.stations,
+            tuple((stage.value, on_time, late) for stage, on_time, late, _ in row.stages),
+        )
+        for row in rows
+    )
 
 
-def overview(
-    desk: Desk, region: str, *, principal: Principal, contest: str | None = None
-) -> Overview:
-    """The overview of ``region`` as ``principal`` may see it. Raises the desk's
-    :class:`~sipantau_core.errors.PermissionDenied` when the principal may not read the
-    region's count at all (as ``GET /v1/tally`` would), and its
-    :class:`~sipantau_core.errors.UnknownEntityError` for a region the desk lacks; a
-    panel the principal may not read is empty with the refusal's code."""
-    dep = desk.deployment
+def _name(dep: Deployment, code: str) -> str:
+    """A region's name, or a TPS's label (13 digits)."""
+    if len(code) == 13 and code.isdigit():
+        return StationCode.parse(code).label
+    return dep.region_name(code)
+
+
+def heading(
+    dep: Deployment, region: str, contest: str | None
+) -> tuple[RegionCode, str, tuple[tuple[int, str], ...]]:
+    """The region, the contest's id and its options (number, name) of an overview."""
     try:
         code = RegionCode.parse(region)
     except ValueError:
@@ -234,7 +246,30 @@ def overview(
             code="report.unknown_contest",
             message_id="pemilihan tidak dikenal",
         )
-    options = tuple((n, chosen.label(n)) for n in chosen.options)
+    return code, contest_id, tuple((n, chosen.label(n)) for n in chosen.options)
+
+
+def _flagged(
+    desk: Desk, region: RegionCode, principal: Principal, contest: str
+) -> tuple[FlaggedTally, ...]:
+    return flagged_rows(desk.flagged(region, principal=principal, contest=contest))
+
+
+def _verdict(text: str) -> list[dict[str, Any]]:
+    parsed: list[dict[str, Any]] = json.loads(text) if text and text != "[]" else []
+    return parsed
+
+
+def overview(
+    desk: Desk, region: str, *, principal: Principal, contest: str | None = None
+) -> Overview:
+    """The overview of ``region`` as ``principal`` may see it. Raises the desk's
+    :class:`~sipantau_core.errors.PermissionDenied` when the principal may not read the
+    region's count at all (as ``GET /v1/tally`` would), and its
+    :class:`~sipantau_core.errors.UnknownEntityError` for a region the desk lacks; a
+    panel the principal may not read is empty with the refusal's code."""
+    dep = desk.deployment
+    code, contest_id, options = heading(dep, region, contest)
     # The gate: the region's count as the API reads it (a refusal is the desk's, on record).
     desk.tally(code, principal=principal, contest=contest_id)
     results = _panel(lambda: _results(desk, code, principal, contest_id))
@@ -244,7 +279,7 @@ def overview(
         region=code.value,
         region_name=dep.region_name(code),
         contest=contest_id,
-        contest_name=chosen.name or contest_id,
+        contest_name=dep.contests[contest_id].name or contest_id,
         options=options,
         stages=_panel(lambda: _stages(desk, code, principal)),
         results=Panel(results.data[0]) if results.data is not None else results,
@@ -252,11 +287,3 @@ def overview(
         incidents=incidents,
         flagged=_panel(lambda: _flagged(desk, code, principal, contest_id)),
     )
-
-
-def share_estimate(panel: Panel) -> ShareEstimate[int] | None:
-    """The projection of a quick-count panel (``None`` while too few strata reported)."""
-    if panel.data is None:
-        return None
-    estimate: ShareEstimate[int] | None = panel.data[0]
-    return estimate

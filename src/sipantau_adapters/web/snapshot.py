@@ -1,0 +1,131 @@
+"""One read of the desk for every live overview of desk staff at once.
+
+When reports arrive by the thousand, re-reading each watched region's panels through the
+desk for each group of viewers costs as many reads as there are regions (the province,
+its cities, their kecamatan: three times the province). The live hub instead reads, once
+per update and as itself (``web-live``, on record in the audit log like any reader): the
+stage reports of every TPS, the progress of every watched region (one read of their TPS),
+the incidents and the flagged tallies of the desk's region. Each group's panels are then
+cut from that snapshot by region.
+
+This serves only groups of desk staff (officers, coordinators): their role may read
+every panel of any region its scope covers, and each of them was allowed its region by
+its own first render, through the desk, when it connected. Viewers, whose panels depend
+on what was released, are rendered through the desk one group at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from sipantau_adapters.web.overview import (
+    FEED_LIMIT,
+    Overview,
+    Panel,
+    flagged_rows,
+    heading,
+    results_of,
+    stage_rows,
+)
+from sipantau_core.access import Principal, Role
+from sipantau_core.desk import Desk, IncidentView
+from sipantau_core.domain import Stage
+from sipantau_core.ports import StoredReport
+from sipantau_core.quickcount import ProgressCount
+from sipantau_core.results import StageProgress
+
+__all__ = ["HUB", "Snapshot", "overview_from", "read_snapshot"]
+
+#: Who the live hub reads as.
+HUB = Principal(id="web-live", role=Role.SYSTEM)
+
+
+@attrs.frozen
+class Snapshot:
+    contest: str
+    progress: Mapping[str, ProgressCount[int]]  # per watched region
+    stages: tuple[StageProgress, ...]  # per TPS of the desk's region
+    incidents: tuple[IncidentView, ...]  # most severe first
+    flagged: tuple[StoredReport, ...]  # by TPS
+
+
+def read_snapshot(desk: Desk, regions: Sequence[str], contest: str | None) -> Snapshot:
+    """The snapshot for the overviews of ``regions`` (blocking: four reads)."""
+    dep = desk.deployment
+    codes = sorted({heading(dep, r, contest)[0].value for r in regions})
+    contest_id = heading(dep, codes[0], contest)[1]
+    top = dep.region
+    return Snapshot(
+        contest=contest_id,
+        progress=desk.progress_many(codes, principal=HUB, contest=contest_id),
+        stages=tuple(desk.stage_progress(top, principal=HUB, per_tps=True)),
+        incidents=tuple(desk.incidents(top, principal=HUB)),
+        flagged=tuple(desk.flagged(top, principal=HUB, contest=contest_id)),
+    )
+
+
+def _within(station: str, digits: str) -> bool:
+    return station.startswith(digits)
+
+
+def _stage_sums(snapshot: Snapshot, region: str) -> list[StageProgress]:
+    """The per-TPS stage rows of ``region`` summed per region one level below."""
+    digits = region.replace(".", "")
+    depth = {2: 4, 4: 6, 6: 10, 10: 13}[len(digits)]
+    sums: dict[str, list[list[int]]] = {}
+    sizes: dict[str, int] = {}
+    for row in snapshot.stages:
+        if not row.region.startswith(digits):
+            continue
+        child = row.region[:depth]
+        sizes[child] = sizes.get(child, 0) + row.stations
+        acc = sums.get(child)
+        if acc is None:
+            acc = sums[child] = [[0, 0, 0] for _ in Stage]
+        for i, (_, on_time, late, missing) in enumerate(row.stages):
+            acc[i][0] += on_time
+            acc[i][1] += late
+            acc[i][2] += missing
+    return [
+        StageProgress(
+            region=_dotted(child),
+            stations=sizes[child],
+            stages=tuple(
+                (stage, acc[0], acc[1], acc[2])
+                for stage, acc in zip(Stage, sums[child], strict=True)
+            ),
+        )
+        for child in sorted(sizes)
+    ]
+
+
+def _dotted(digits: str) -> str:
+    if len(digits) == 13:
+        return digits
+    parts = [digits[0:2], digits[2:4], digits[4:6], digits[6:10]]
+    return ".".join(p for p in parts if p)
+
+
+def overview_from(desk: Desk, snapshot: Snapshot, region: str) -> Overview:
+    """The overview of ``region`` for desk staff, cut from ``snapshot``."""
+    dep = desk.deployment
+    code, contest_id, options = heading(dep, region, snapshot.contest)
+    digits = code.value.replace(".", "")
+    counted = dep.contests[contest_id].options
+    results, quick = results_of(dep, code, snapshot.progress[code.value], counted)
+    incidents = tuple(i for i in snapshot.incidents if _within(i.station, digits))
+    flagged = [s for s in snapshot.flagged if _within(s.station, digits)]
+    return Overview(
+        region=code.value,
+        region_name=dep.region_name(code),
+        contest=contest_id,
+        contest_name=dep.contests[contest_id].name or contest_id,
+        options=options,
+        stages=Panel(stage_rows(dep, _stage_sums(snapshot, code.value))),
+        results=Panel(results),
+        quick_count=quick,
+        incidents=Panel(incidents[:FEED_LIMIT]),
+        flagged=Panel(flagged_rows(flagged)),
+    )
