@@ -2,11 +2,12 @@
 
 :func:`sipantau_adapters.web.add_web` puts the page's routes into the API's Starlette
 app (``create_app``), so ``sipantau serve`` serves both. Every handler goes through
-:meth:`WebApp.handler`, which signs the request in from its cookie (a page without a session redirects to sign-in, a
-fragment, a stream or an export answers 401 with ``access.unauthenticated``: never data),
-runs the desk's blocking calls in worker threads, adds the security headers
-(Content-Security-Policy with no inline script, no framing, no caching of confidential
-pages) and turns the desk's errors into pages with their stable codes.
+:meth:`WebApp.handler`, which signs the request in from its cookie (a page without a
+session redirects to sign-in, a fragment, a stream or an export answers 401 with
+``access.unauthenticated``: never data), runs the desk's blocking calls in worker
+threads, adds the security headers (Content-Security-Policy with no inline script, no
+framing, no caching of confidential pages) and turns the desk's errors into pages with
+their stable codes.
 """
 
 from __future__ import annotations
