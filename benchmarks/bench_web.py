@@ -23,10 +23,10 @@ Prints figures and ratios; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
+import multiprocessing
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -67,28 +67,56 @@ def sign_in(url: str, token: str) -> httpx.Client:
     return client
 
 
-class Viewer(threading.Thread):
-    """One browser holding the live stream open; notes (seq, time) of each update."""
-
-    def __init__(self, url: str, token: str, region: str):
-        super().__init__(daemon=True)
-        self.client = sign_in(url, token)
-        self.region = region
-        self.updates: list[tuple[int, float]] = []
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        with self.client.stream("GET", f"/live?region={self.region}") as response:
+async def _watch(
+    url: str,
+    token: str,
+    region: str,
+    until: float,
+    got: list[tuple[int, float]],
+    ready: asyncio.Event,
+) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        form = (await client.get("/sign-in")).text
+        marker = 'name="csrf" value="'
+        start = form.index(marker) + len(marker)
+        csrf = form[start : form.index('"', start)]
+        await client.post("/sign-in", data={"csrf": csrf, "token": token, "next": "/"})
+        async with client.stream("GET", f"/live?region={region}") as response:
             seq = None
-            for line in response.iter_lines():
+            lines = response.aiter_lines()
+            while time.monotonic() < until:
+                try:
+                    line = await asyncio.wait_for(lines.__anext__(), until - time.monotonic())
+                except (TimeoutError, StopAsyncIteration):
+                    break
                 if line.startswith("id: "):
                     seq = int(line[4:])
                 elif line.startswith("data: ") and seq is not None:
-                    self.updates.append((seq, time.monotonic()))
-                    self.ready.set()
-                if self.stop.is_set():
-                    break
+                    got.append((seq, time.monotonic()))
+                    ready.set()
+
+
+def viewers_process(url: str, specs: list[tuple[str, str]], seconds: float, conn: Any) -> None:
+    """In a process of its own: hold ``specs`` (token, region) streams open for
+    ``seconds`` after all are connected; send back each one's (seq, time) updates."""
+
+    async def run() -> list[list[tuple[int, float]]]:
+        got: list[list[tuple[int, float]]] = [[] for _ in specs]
+        readies = [asyncio.Event() for _ in specs]
+        until = time.monotonic() + 120 + seconds
+        tasks = [
+            asyncio.create_task(_watch(url, token, region, until, got[i], readies[i]))
+            for i, (token, region) in enumerate(specs)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+        conn.send("ready")
+        await asyncio.sleep(seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return got
+
+    conn.send(asyncio.run(run()))
 
 
 def viewers_of(desk: Desk, n: int) -> list[tuple[Principal, str]]:
@@ -171,16 +199,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         client.close()
         print(f"  province 31 page over HTTP (GET /):          {page_ms:8.2f} ms")
 
-        viewers: list[Viewer] = []
+        specs: list[tuple[str, str]] = []
         for principal, region in viewers_of(desk, args.viewers):
             if principal.id not in tokens:
                 tokens[principal.id] = desk.issue_token(principal, principal=SYSTEM)
-            viewers.append(Viewer(url, tokens[principal.id], region))
-        for v in viewers:
-            v.start()
-        for v in viewers:
-            v.ready.wait(60)
-        print(f"\n  {len(viewers)} viewers connected ({len(tokens)} distinct principals)")
+            specs.append((tokens[principal.id], region))
+        parent, child = multiprocessing.Pipe()
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(
+            target=viewers_process, args=(url, specs, args.seconds + 6, child), daemon=True
+        )
+        process.start()
+        assert parent.recv() == "ready"
+        print(f"\n  {len(specs)} viewers connected ({len(tokens)} distinct principals)")
 
         work = stage_reports(desk)
         batch = max(1, args.rate // 10)
@@ -199,22 +230,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 next_probe += 1
             time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
         elapsed = time.monotonic() - start
-        time.sleep(5)
-        for v in viewers:
-            v.stop.set()
+        updates: list[list[tuple[int, float]]] = parent.recv()
+        process.join(30)
 
     latencies: list[float] = []
     missed = 0
     for seq, at in probes:
-        for v in viewers:
-            got = next((t for s, t in v.updates if s >= seq and t >= at - 0.001), None)
+        for mine in updates:
+            got = next((t for s, t in mine if s >= seq and t >= at - 0.001), None)
             if got is None or got - at > 5:
                 missed += 1
             else:
                 latencies.append(got - at)
     print(
         f"  {sent:,} reports in {elapsed:.1f} s = {sent / elapsed:,.0f} reports/s; "
-        f"{len(probes)} probes x {len(viewers)} viewers"
+        f"{len(probes)} probes x {len(updates)} viewers"
     )
     if latencies:
         print(

@@ -16,7 +16,7 @@ from sipantau_core.access import Principal, Role
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk
 from sipantau_core.domain import SecurityStatus, SituationReport, Stage
-from sipantau_core.errors import PermissionDenied, UnknownEntityError
+from sipantau_core.errors import PermissionDenied, SipantauError, UnknownEntityError
 from web_helpers import LUBUKLINGGAU, NOW, SYSTEM, monitor_of, send, situation, tally
 
 OFFICER = Principal(id="petugas-1", role=Role.OFFICER, scope="16.73.01")
@@ -138,3 +138,24 @@ def test_acknowledge_an_incident(desk: Desk) -> None:
         desk.acknowledge(elsewhere.report_id, 0, principal=OFFICER)
     assert denied.value.code == "access.out_of_scope"
     assert desk.audit.verify().ok
+
+
+def test_stage_progress_by_level_sums_to_the_level_above(desk: Desk) -> None:
+    for i, code in enumerate(sorted(s.code.compact for s in desk.deployment.stations.values())):
+        if i % 7 == 0:
+            _stage_report(desk, code, Stage.OPENING, i % 50)
+    by_district = {r.region: r for r in desk.stage_progress("16.73", principal=SYSTEM)}
+    villages = desk.stage_progress("16.73", principal=SYSTEM, level="village")
+    assert all(len(v.region) == 13 for v in villages)  # 16.73.01.1001
+    for district, row in by_district.items():
+        inside = [v for v in villages if v.region.startswith(district + ".")]
+        assert row.stations == sum(v.stations for v in inside)
+        for i, (stage, on_time, late, missing) in enumerate(row.stages):
+            assert (on_time, late, missing) == tuple(
+                sum(v.stages[i][k] for v in inside) for k in (1, 2, 3)
+            ), stage
+    tps = desk.stage_progress("16.73.01", principal=SYSTEM, level="tps")
+    assert sum(r.stations for r in tps) == by_district["16.73.01"].stations
+    with pytest.raises(SipantauError) as caught:
+        desk.stage_progress("16.73.01", principal=SYSTEM, level="city")
+    assert caught.value.code == "desk.bad_call"

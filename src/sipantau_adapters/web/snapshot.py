@@ -46,9 +46,14 @@ HUB = Principal(id="web-live", role=Role.SYSTEM)
 class Snapshot:
     contest: str
     progress: Mapping[str, ProgressCount[int]]  # per watched region
-    stages: tuple[StageProgress, ...]  # per TPS of the desk's region
+    stages: tuple[StageProgress, ...]  # per village of the desk's region
     incidents: tuple[IncidentView, ...]  # most severe first
     flagged: tuple[StoredReport, ...]  # by TPS
+    #: the stage rows summed per region of each size (4, 6 and 10 digits):
+    #: {digits: (TPS, [[on_time, late, missing] per stage])}
+    sums: Mapping[int, Mapping[str, tuple[int, list[list[int]]]]] = attrs.field(
+        factory=dict, eq=False, repr=False
+    )
 
 
 def read_snapshot(desk: Desk, regions: Sequence[str], contest: str | None) -> Snapshot:
@@ -57,47 +62,63 @@ def read_snapshot(desk: Desk, regions: Sequence[str], contest: str | None) -> Sn
     codes = sorted({heading(dep, r, contest)[0].value for r in regions})
     contest_id = heading(dep, codes[0], contest)[1]
     top = dep.region
+    stages = tuple(desk.stage_progress(top, principal=HUB, level="village"))
     return Snapshot(
         contest=contest_id,
         progress=desk.progress_many(codes, principal=HUB, contest=contest_id),
-        stages=tuple(desk.stage_progress(top, principal=HUB, per_tps=True)),
+        stages=stages,
         incidents=tuple(desk.incidents(top, principal=HUB)),
         flagged=tuple(desk.flagged(top, principal=HUB, contest=contest_id)),
+        sums=_sum_levels(stages),
     )
+
+
+def _sum_levels(
+    rows: Sequence[StageProgress],
+) -> dict[int, dict[str, tuple[int, list[list[int]]]]]:
+    """The per-village stage rows summed once per region of every level above (each group
+    then takes its children from the level below its region)."""
+    sums: dict[int, dict[str, tuple[int, list[list[int]]]]] = {4: {}, 6: {}, 10: {}}
+    for row in rows:
+        counts = [[on_time, late, missing] for _, on_time, late, missing in row.stages]
+        digits = row.region.replace(".", "")
+        for depth, level in sums.items():
+            key = digits[:depth]
+            found = level.get(key)
+            if found is None:
+                level[key] = (row.stations, [list(c) for c in counts])
+                continue
+            stations, acc = found
+            for a, c in zip(acc, counts, strict=True):
+                a[0] += c[0]
+                a[1] += c[1]
+                a[2] += c[2]
+            level[key] = (stations + row.stations, acc)
+    return sums
 
 
 def _within(station: str, digits: str) -> bool:
     return station.startswith(digits)
 
 
-def _stage_sums(snapshot: Snapshot, region: str) -> list[StageProgress]:
-    """The per-TPS stage rows of ``region`` summed per region one level below."""
+def _stage_sums(desk: Desk, snapshot: Snapshot, region: str) -> list[StageProgress]:
+    """The stage rows of the regions one level below ``region`` (of a village: its TPS,
+    read for it alone)."""
     digits = region.replace(".", "")
     depth = {2: 4, 4: 6, 6: 10, 10: 13}[len(digits)]
-    sums: dict[str, list[list[int]]] = {}
-    sizes: dict[str, int] = {}
-    for row in snapshot.stages:
-        if not row.region.startswith(digits):
-            continue
-        child = row.region[:depth]
-        sizes[child] = sizes.get(child, 0) + row.stations
-        acc = sums.get(child)
-        if acc is None:
-            acc = sums[child] = [[0, 0, 0] for _ in Stage]
-        for i, (_, on_time, late, missing) in enumerate(row.stages):
-            acc[i][0] += on_time
-            acc[i][1] += late
-            acc[i][2] += missing
+    if depth == 13:
+        return desk.stage_progress(region, principal=HUB)
+    level = snapshot.sums[depth]
     return [
         StageProgress(
             region=_dotted(child),
-            stations=sizes[child],
+            stations=stations,
             stages=tuple(
-                (stage, acc[0], acc[1], acc[2])
-                for stage, acc in zip(Stage, sums[child], strict=True)
+                (stage, acc[0], acc[1], acc[2]) for stage, acc in zip(Stage, counted, strict=True)
             ),
         )
-        for child in sorted(sizes)
+        for child, (stations, counted) in sorted(level.items())
+        if child.startswith(digits)
     ]
 
 
@@ -123,7 +144,7 @@ def overview_from(desk: Desk, snapshot: Snapshot, region: str) -> Overview:
         contest=contest_id,
         contest_name=dep.contests[contest_id].name or contest_id,
         options=options,
-        stages=Panel(stage_rows(dep, _stage_sums(snapshot, code.value))),
+        stages=Panel(stage_rows(dep, _stage_sums(desk, snapshot, code.value))),
         results=Panel(results),
         quick_count=quick,
         incidents=Panel(incidents[:FEED_LIMIT]),

@@ -21,7 +21,7 @@ from sipantau_core.domain import (
     Stage,
     TallyReport,
 )
-from sipantau_core.errors import PermissionDenied
+from sipantau_core.errors import PermissionDenied, SipantauError
 from sipantau_core.ports import (
     ReportFilter,
     ReportStatus,
@@ -106,19 +106,13 @@ class Progress(DeskBase):
         entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
         states = self._read_audited(entry, lambda tx: tx.station_states(keys) if keys else {})
         options = self.deployment.contests[contest_id].options
-        return {
-            code: _progress_of(
-                found,
-                {
-                    (contest_id, s.code.compact): states[(contest_id, s.code.compact)]
-                    for s in found
-                    if (contest_id, s.code.compact) in states
-                },
-                options,
-                confidence,
-            )
-            for code, found in inside.items()
-        }
+        results = _results(states, options)  # each TPS's once, shared by the regions
+        out: dict[str, ProgressCount[int]] = {}
+        for code, found in inside.items():
+            frame = {s.code.compact: s.registered_voters for s in found}
+            reported = [results[c] for c in frame if c in results]
+            out[code] = progress_count(reported, frame, confidence=confidence)
+        return out
 
     def _common(self, regions: Sequence[RegionCode]) -> RegionCode | None:
         """The smallest region holding all of ``regions`` (``None``: none does)."""
@@ -136,10 +130,10 @@ class Progress(DeskBase):
         *,
         principal: Principal,
         now: datetime | None = None,
-        per_tps: bool = False,
+        level: str | None = None,
     ) -> list[StageProgress]:
-        """Per region one level below ``region`` (per TPS below a village, or with
-        ``per_tps``), the stage
+        """Per region one level below ``region`` (per TPS below a village), or per region
+        of ``level`` (``city``, ``district``, ``village`` or ``tps``) within it, the stage
         reports counted against the schedule in each TPS's own time zone: what
         :meth:`station_status` says TPS by TPS, summed without building it (the
         overview of a province of 30,000 TPS). Readers: as for :meth:`station_status`."""
@@ -154,11 +148,18 @@ class Progress(DeskBase):
             key = (s.station, s.stage)
             if key not in first_in:  # the reports come in the order they were received
                 first_in[key] = s.received_at
-        depth = 13 if per_tps else {2: 4, 4: 6, 6: 10, 10: 13}[len(target.value.replace(".", ""))]
+        digits = len(target.value.replace(".", ""))
+        depth = {2: 4, 4: 6, 6: 10, 10: 13}[digits] if level is None else _DEPTH.get(level, 0)
+        if depth <= digits:
+            raise SipantauError(
+                f"stage_progress: level must be below the region (one of {sorted(_DEPTH)})",
+                code="desk.bad_call",
+            )
         schedule, day = self.deployment.schedule, self.deployment.election_day
+        stages = tuple(Stage)
         deadlines: dict[str, list[tuple[str, datetime]]] = {}
         stations: dict[str, int] = {}
-        counts: dict[str, dict[str, list[int]]] = {}
+        counts: dict[str, list[list[int]]] = {}
         for station in self.deployment.stations_in(target):
             code = station.code.compact
             child = code[:depth]
@@ -171,18 +172,21 @@ class Progress(DeskBase):
             stations[child] = stations.get(child, 0) + 1
             per_stage = counts.get(child)
             if per_stage is None:
-                per_stage = counts[child] = {stage.value: [0, 0, 0] for stage in Stage}
-            for value, deadline in plan:
+                per_stage = counts[child] = [[0, 0, 0] for _ in plan]
+            for i, (value, deadline) in enumerate(plan):
                 got = first_in.get((code, value))
                 if got is not None:
-                    per_stage[value][0 if got <= deadline else 1] += 1
+                    per_stage[i][0 if got <= deadline else 1] += 1
                 elif at > deadline:
-                    per_stage[value][2] += 1
+                    per_stage[i][2] += 1
         return [
             StageProgress(
                 region=_region_code(child),
                 stations=stations[child],
-                stages=tuple(_row(stage, counts[child][stage.value]) for stage in Stage),
+                stages=tuple(
+                    _row(stage, counted)
+                    for stage, counted in zip(stages, counts[child], strict=True)
+                ),
             )
             for child in sorted(stations)
         ]
@@ -249,8 +253,31 @@ def _region_code(digits: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+#: How many digits a region code of each level has.
+_DEPTH = {"city": 4, "district": 6, "village": 10, "tps": 13}
+
+
 def _row(stage: Stage, counted: list[int]) -> tuple[Stage, int, int, int]:
     return (stage, counted[0], counted[1], counted[2])
+
+
+def _results(
+    states: Mapping[tuple[str, str], StationState], options: Sequence[int]
+) -> dict[str, TpsResult[int]]:
+    """The counted TPS's results by their 13 digits."""
+    names = [(n, f"votes.{n}") for n in options]
+    out: dict[str, TpsResult[int]] = {}
+    for key, state in states.items():
+        if state.counted is None:
+            continue
+        counters = state.counted.counters
+        out[key[1]] = TpsResult(
+            key[1],
+            {n: counters.get(name, 0) for n, name in names},
+            counters.get("invalid"),
+            counters.get("total"),
+        )
+    return out
 
 
 def _progress_of(
@@ -260,15 +287,6 @@ def _progress_of(
     confidence: float,
 ) -> ProgressCount[int]:
     """The progress count of ``stations`` from their station states."""
-    reported = [
-        TpsResult(
-            key[1],
-            {n: state.counted.counters.get(f"votes.{n}", 0) for n in options},
-            state.counted.counters.get("invalid"),
-            state.counted.counters.get("total"),
-        )
-        for key, state in states.items()
-        if state.counted is not None
-    ]
+    reported = list(_results(states, options).values())
     frame = {s.code.compact: s.registered_voters for s in stations}
     return progress_count(reported, frame, confidence=confidence)
