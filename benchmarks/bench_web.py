@@ -253,9 +253,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"max {1e3 * max(latencies):.0f} ms (target: within 1 s); "
             f"missed {missed}"
         )
-    updates = sum(len(v.updates) for v in viewers)
+    received = sum(len(mine) for mine in updates)
     print(
-        f"  updates received: {updates:,} ({json.dumps({'per_viewer': updates // len(viewers)})})"
+        f"  updates received: {received:,}, {received / len(updates) / elapsed:.2f} a second "
+        "per viewer"
     )
     desk.close()
 

@@ -80,7 +80,7 @@ class _GroupState:
 class LiveHub:
     """The process's watcher of the audit log and its SSE subscribers."""
 
-    def __init__(self, web: WebApp, *, poll_s: float = 0.5, min_interval_s: float = 1.0):
+    def __init__(self, web: WebApp, *, poll_s: float = 0.25, min_interval_s: float = 1.0):
         self.web = web
         self.poll_s = poll_s
         self.min_interval_s = min_interval_s
@@ -130,12 +130,15 @@ class LiveHub:
         return max(seq, self.seq), count
 
     async def _watch(self) -> None:
+        took = 0.0
         while True:
-            await anyio.sleep(self.poll_s)
+            await anyio.sleep(max(0.05, self.poll_s - took))
+            started = time.monotonic()
             try:
                 await self._step()
             except Exception as e:  # noqa: BLE001 - the watcher must outlive one failure
                 log.warning("sipantau web: live update failed: %s", type(e).__name__)
+            took = time.monotonic() - started
 
     async def _step(self) -> None:
         if not self.groups:
@@ -153,9 +156,13 @@ class LiveHub:
         now = time.monotonic()
         due: list[tuple[Group, _GroupState]] = []
         for group, state in list(self.groups.items()):
-            # a region whose panels take long to read is rendered less often, so that a
-            # busy desk still serves every group (and the small ones within a second)
-            interval = max(self.min_interval_s, 2 * state.cost)
+            # Desk staff share one read per update, so theirs are all made at each step
+            # that found changes; a viewers' region, read on its own, is rendered at most
+            # once per min_interval_s, or twice its last render's time when that is longer.
+            if group.role == Role.VIEWER.value:
+                interval = max(self.min_interval_s, 2 * state.cost)
+            else:
+                interval = 0.0
             if state.dirty and state.watchers and now - state.rendered_at >= interval:
                 state.dirty = False
                 state.rendered_at = now
