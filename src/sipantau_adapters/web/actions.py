@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sipantau_adapters.web.app import WebApp, read_form
+from sipantau_adapters.web.overview import station_contest
 from sipantau_core.domain import StationCode, TallyReport
 from sipantau_core.domain.reports import Amends
 from sipantau_core.errors import PayloadError, Problem, SipantauError
@@ -75,14 +76,7 @@ async def correct(web: WebApp, request: Request) -> Response:
     version = _count(form, "version")
     dep = web.desk.deployment
     monitor = next((m.id for m in dep.monitors.values() if m.station == code), None)
-    contest = next(
-        (
-            c
-            for c in sorted(dep.contests.values(), key=lambda c: c.id)
-            if c.region is None or c.region.contains(code)
-        ),
-        None,
-    )
+    contest = station_contest(dep, code)
     if monitor is None or contest is None:
         raise SipantauError(
             "this TPS has no monitor or contest to correct a tally for",

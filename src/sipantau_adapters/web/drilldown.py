@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from sipantau_adapters.web.overview import Panel
+from sipantau_adapters.web.overview import Panel, station_contest
 from sipantau_core.access import Action, Principal, is_allowed
 from sipantau_core.desk import Desk
 from sipantau_core.domain import SituationReport, StationCode, TallyReport
@@ -108,14 +108,7 @@ def station_view(desk: Desk, code: str, *, principal: Principal) -> StationView:
             code="report.unknown_station",
             message_id=f"TPS {station_code.label} tidak terdaftar",
         )
-    contest = next(
-        (
-            c
-            for c in sorted(dep.contests.values(), key=lambda c: c.id)
-            if c.region is None or c.region.contains(station_code)
-        ),
-        None,
-    )
+    contest = station_contest(dep, station_code)
     contest_id = contest.id if contest is not None else ""
     options = tuple((n, contest.label(n)) for n in contest.options) if contest else ()
     monitor = next((m.id for m in dep.monitors.values() if m.station == station_code), None)

@@ -19,7 +19,7 @@ import attrs
 from sipantau_core.access import Principal, Role
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk
-from sipantau_core.domain import RegionCode, StationCode
+from sipantau_core.domain import Contest, RegionCode, StationCode
 from sipantau_core.errors import PermissionDenied, SipantauError
 from sipantau_core.ports import StoredReport
 from sipantau_core.quickcount import ProgressCount
@@ -275,15 +275,45 @@ def overview(
     results = _panel(lambda: _results(desk, code, principal, contest_id))
     quick = results.data[1] if results.data is not None else Panel(refused=results.refused)
     incidents: Panel = _panel(lambda: tuple(desk.incidents(code, principal=principal)[:FEED_LIMIT]))
-    return Overview(
-        region=code.value,
-        region_name=dep.region_name(code),
-        contest=contest_id,
-        contest_name=dep.contests[contest_id].name or contest_id,
-        options=options,
+    return assemble(
+        dep,
+        code,
+        contest_id,
+        options,
         stages=_panel(lambda: _stages(desk, code, principal)),
         results=Panel(results.data[0]) if results.data is not None else results,
         quick_count=quick,
         incidents=incidents,
         flagged=_panel(lambda: _flagged(desk, code, principal, contest_id)),
+    )
+
+
+def assemble(
+    dep: Deployment,
+    code: RegionCode,
+    contest: str,
+    options: tuple[tuple[int, str], ...],
+    **panels: Panel,
+) -> Overview:
+    """An overview of ``code`` from its panels (``stages``, ``results``, ``quick_count``,
+    ``incidents``, ``flagged``)."""
+    return Overview(
+        region=code.value,
+        region_name=dep.region_name(code),
+        contest=contest,
+        contest_name=dep.contests[contest].name or contest,
+        options=options,
+        **panels,
+    )
+
+
+def station_contest(dep: Deployment, station: StationCode) -> Contest | None:
+    """The contest a TPS votes in (the first by id whose region holds it)."""
+    return next(
+        (
+            c
+            for c in sorted(dep.contests.values(), key=lambda c: c.id)
+            if c.region is None or c.region.contains(station)
+        ),
+        None,
     )

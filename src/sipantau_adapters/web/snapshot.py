@@ -24,6 +24,7 @@ from sipantau_adapters.web.overview import (
     FEED_LIMIT,
     Overview,
     Panel,
+    assemble,
     flagged_rows,
     heading,
     results_of,
@@ -138,12 +139,11 @@ def overview_from(desk: Desk, snapshot: Snapshot, region: str) -> Overview:
     results, quick = results_of(dep, code, snapshot.progress[code.value], counted)
     incidents = tuple(i for i in snapshot.incidents if _within(i.station, digits))
     flagged = [s for s in snapshot.flagged if _within(s.station, digits)]
-    return Overview(
-        region=code.value,
-        region_name=dep.region_name(code),
-        contest=contest_id,
-        contest_name=dep.contests[contest_id].name or contest_id,
-        options=options,
+    return assemble(
+        dep,
+        code,
+        contest_id,
+        options,
         stages=Panel(stage_rows(dep, _stage_sums(desk, snapshot, code.value))),
         results=Panel(results),
         quick_count=quick,
