@@ -402,3 +402,25 @@ def test_the_live_snapshot_cuts_the_same_panels_as_the_desk(web: Site, region: s
     cut = overview_from(web.desk, snapshot, region)
     assert cut == direct
     assert direct.results.data is not None and direct.stages.data
+
+
+def test_a_stream_ends_in_time_so_a_revoked_token_stops_its_updates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sipantau_adapters.web import live
+
+    monkeypatch.setattr(live, "MAX_STREAM_S", 0.5)
+    with site() as s:
+        holder = Principal(id="sementara", role=Role.OFFICER, scope="16.73.01")
+        token = s.desk.issue_token(holder, principal=SYSTEM)
+        with s.client() as client:
+            sign_in(client, token)
+            started = time.monotonic()
+            with client.stream("GET", "/live?region=16.73.01") as response:
+                for _ in response.iter_lines():
+                    pass  # the server ends the stream
+            assert time.monotonic() - started < 10
+            s.desk.revoke_token(token, principal=SYSTEM)
+            again = client.get("/live?region=16.73.01")  # what the browser's retry gets
+            assert again.status_code == 401
+            assert again.json()["code"] == "access.bad_token"

@@ -47,6 +47,9 @@ log = logging.getLogger("sipantau_adapters.web")
 CHANGES = frozenset({"submit", "override", "reject", "release", "acknowledge"})
 #: A comment line now and then keeps proxies from closing an idle stream.
 KEEPALIVE_S = 15.0
+#: A stream ends after this long; the browser reconnects at once (``retry``), signing in
+#: again from its cookie, so a revoked token or an expired session stops its updates.
+MAX_STREAM_S = 300.0
 
 
 @attrs.frozen
@@ -271,8 +274,9 @@ async def stream(web: WebApp, request: Request) -> Response:
         try:
             yield "retry: 2000\n\n"
             yield first
-            while True:
-                with anyio.move_on_after(KEEPALIVE_S):
+            ends = time.monotonic() + MAX_STREAM_S
+            while time.monotonic() < ends:
+                with anyio.move_on_after(min(KEEPALIVE_S, max(0.0, ends - time.monotonic()))):
                     yield await receive.receive()
                     continue
                 yield ": keep-alive\n\n"
