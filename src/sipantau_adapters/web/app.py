@@ -28,7 +28,14 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sipantau_adapters.http._errors import log_unexpected
-from sipantau_adapters.web.i18n import LANGUAGES, number, percent, translator, verdict_text
+from sipantau_adapters.web.i18n import (
+    LANGUAGES,
+    decimal,
+    number,
+    percent,
+    translator,
+    verdict_text,
+)
 from sipantau_adapters.web.session import COOKIE, Session, SessionError, Sessions
 from sipantau_core.access import Principal
 from sipantau_core.desk import Desk
@@ -49,7 +56,9 @@ T = TypeVar("T")
 LANG_COOKIE = "sipantau_lang"
 
 #: Sent with every response of the page. No inline script or style, nothing from
-#: another origin, no framing; confidential pages are never cached.
+#: another origin, no framing; confidential pages are never cached. The referrer goes
+#: to this site only: under ``no-referrer`` a browser sends ``Origin: null`` with the
+#: page's own forms, and :meth:`WebApp.check_form` (rightly) refuses those.
 SECURITY_HEADERS: Mapping[str, str] = {
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -58,7 +67,7 @@ SECURITY_HEADERS: Mapping[str, str] = {
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }
@@ -134,6 +143,7 @@ class WebApp:
             "has": has,
             "pct": lambda v, d=2: percent(v, lang, d),
             "num": lambda v: number(int(v), lang),
+            "dec": lambda v, d=2: decimal(float(v), lang, d),
             "time": lambda at: at.astimezone(self.zone).strftime("%H:%M"),
             "when": lambda at: at.astimezone(self.zone).strftime("%d-%m-%Y %H:%M"),
             "station_label": _station_label,
