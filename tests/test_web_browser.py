@@ -3,7 +3,7 @@ deployment behind a real server on loopback: signing in and out, the live overvi
 reports arrive (and after its stream was cut), what a viewer may see before and after a
 release, the map's risk filter, the drill-down from a flagged tally, a correction and an
 override from the page into the audit log, the exports opened and read back, escaping
-under the page's CSP, a phone's width, the language switch.
+under the page's CSP, a phone's width, the language switch, and the screenshot script.
 
 Every page blocks requests to other hosts and fails its test on an uncaught script error
 or a Content-Security-Policy violation (``tests/browser.py``). The tests share one desk
@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from browser import NewPage
 from sipantau_core.desk import Desk
 from sipantau_core.domain import RegionCode
 from sipantau_core.results import Tally
-from web_helpers import SYSTEM, Site, send, site, situation, tally
+from web_helpers import ROOT, SYSTEM, Site, send, site, situation, tally
 
 pytest_plugins = ("browser",)
 
@@ -587,3 +590,40 @@ def test_english_by_the_switch_and_back(page: Page, s: Site) -> None:
     expect(page.locator("header").get_by_role("button", name="Sign out")).to_be_visible()
     page.locator("header").get_by_role("link", name="Bahasa Indonesia").click()
     expect(page.locator("#panel-results h2")).to_have_text("Hasil per wilayah")
+
+
+# -- the screenshot script -------------------------------------------------------------------
+
+
+def _script() -> ModuleType:
+    path = ROOT / "scripts" / "screenshots.py"
+    spec = importlib.util.spec_from_file_location("sipantau_screenshots", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_the_screenshot_script_makes_every_picture(browser: Browser, tmp_path: Path) -> None:
+    made = _script().main(tmp_path, browser=browser)
+    names = {p.name for p in made}
+    assert names == {
+        "web-overview.png",
+        "web-map.png",
+        "web-map-risk.png",
+        "web-tps.png",
+        "web-phone.png",
+        "web-print.png",
+    }
+    for path in made:
+        assert path.parent == tmp_path
+        assert 10_000 < path.stat().st_size < 600_000, path
+    assert _png_size(tmp_path / "web-overview.png")[0] == 1280
+    assert _png_size(tmp_path / "web-phone.png")[0] == 390
