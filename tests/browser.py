@@ -7,12 +7,16 @@ they are never skipped.
 
 Every page runs in a fresh context that aborts each request to a host other than the
 loopback one and records it: a test whose page tried to load anything from outside fails
-at teardown, and so does one whose page raised an uncaught JavaScript error. A test that
-expects a blocked request looks at ``outside_requests`` and clears it::
+at teardown, and so does one whose page raised an uncaught JavaScript error or reported a
+Content-Security-Policy violation on the console. A test that expects a blocked request
+looks at ``outside_requests`` and clears it (likewise ``page_errors``,
+``csp_violations``). ``new_page()`` opens more pages, each in a context of its own (two
+people signed in at once)::
 
     from browser import served
 
-    pytest_plugins = ("browser",)  # the fixtures: browser, page, outside_requests, page_errors
+    # the fixtures: browser, page, new_page, outside_requests, page_errors, csp_violations
+    pytest_plugins = ("browser",)
 
     def test_it(page: Page, outside_requests: list[str]) -> None:
         with served(app) as url:
@@ -28,16 +32,27 @@ PYTEST_DONT_REWRITE (no "already imported" warning).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, WebSocketRoute, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Route,
+    WebSocketRoute,
+    sync_playwright,
+)
 from starlette.applications import Starlette
 
 from sipantau_adapters.http.server import running
@@ -47,7 +62,9 @@ __all__ = [
     "CHROMIUM_ARGS",
     "browser",
     "chromium_path",
+    "csp_violations",
     "is_loopback",
+    "new_page",
     "outside_requests",
     "page",
     "page_errors",
@@ -140,35 +157,48 @@ def page_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, outside_requests: list[str], page_errors: list[str]) -> Iterator[Page]:
-    """A page in a fresh browser context (no cookies, no storage, no service workers)
-    where every request to a non-loopback host is aborted and recorded; the test fails at
-    teardown if there was one, or an uncaught JavaScript error."""
-    context = browser.new_context(service_workers="block", viewport={"width": 1100, "height": 800})
+def csp_violations() -> list[str]:
+    """The console's Content-Security-Policy reports of the pages of ``new_page`` and
+    ``page``, in order. Clear it in a test that expects some."""
+    return []
 
-    def guard(route: Route) -> None:
-        url = route.request.url
-        if is_loopback(url):
-            route.continue_()
-        else:
-            outside_requests.append(url)
-            route.abort("blockedbyclient")
 
-    def guard_socket(ws: WebSocketRoute) -> None:
-        if is_loopback(ws.url):
-            ws.connect_to_server()
-        else:
-            outside_requests.append(ws.url)
-            ws.close(code=1008, reason="outside host")
+NewPage = Callable[..., Page]
 
-    context.route(re.compile(r".*"), guard)
-    context.route_web_socket(re.compile(r".*"), guard_socket)
-    opened = context.new_page()
-    opened.on("pageerror", lambda error: page_errors.append(f"{error.name}: {error.message}"))
+
+@pytest.fixture
+def new_page(
+    browser: Browser,
+    outside_requests: list[str],
+    page_errors: list[str],
+    csp_violations: list[str],
+) -> Iterator[NewPage]:
+    """A maker of pages, each in a fresh browser context of its own (no cookies, no
+    storage, no service workers; keyword arguments go to ``browser.new_context``, such
+    as ``viewport``), where every request to a non-loopback host is aborted and
+    recorded. The test fails at teardown if one of its pages requested such a host,
+    raised an uncaught JavaScript error or reported a Content-Security-Policy
+    violation."""
+    contexts: list[BrowserContext] = []
+
+    def make(**options: Any) -> Page:
+        options.setdefault("viewport", {"width": 1100, "height": 800})
+        context = browser.new_context(service_workers="block", **options)
+        contexts.append(context)
+        context.route(re.compile(r".*"), functools.partial(_guard, outside_requests))
+        context.route_web_socket(
+            re.compile(r".*"), functools.partial(_guard_socket, outside_requests)
+        )
+        opened = context.new_page()
+        opened.on("pageerror", lambda e: page_errors.append(f"{e.name}: {e.message}"))
+        opened.on("console", functools.partial(_csp_report, csp_violations))
+        return opened
+
     try:
-        yield opened
+        yield make
     finally:
-        context.close()
+        for context in contexts:
+            context.close()
     problems = []
     if outside_requests:
         problems.append(
@@ -177,5 +207,37 @@ def page(browser: Browser, outside_requests: list[str], page_errors: list[str]) 
         )
     if page_errors:
         problems.append("the page raised: " + "; ".join(page_errors))
+    if csp_violations:
+        problems.append("the page broke its Content-Security-Policy: " + "; ".join(csp_violations))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def page(new_page: NewPage) -> Page:
+    """A page of :func:`new_page`: a fresh context, outside hosts blocked; the test fails
+    at teardown if there was a request to one, an uncaught JavaScript error or a
+    Content-Security-Policy violation."""
+    return new_page()
+
+
+def _guard(outside_requests: list[str], route: Route) -> None:
+    url = route.request.url
+    if is_loopback(url):
+        route.continue_()
+    else:
+        outside_requests.append(url)
+        route.abort("blockedbyclient")
+
+
+def _guard_socket(outside_requests: list[str], ws: WebSocketRoute) -> None:
+    if is_loopback(ws.url):
+        ws.connect_to_server()
+    else:
+        outside_requests.append(ws.url)
+        ws.close(code=1008, reason="outside host")
+
+
+def _csp_report(found: list[str], message: ConsoleMessage) -> None:
+    if "Content Security Policy" in message.text:
+        found.append(message.text)

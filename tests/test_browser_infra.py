@@ -20,7 +20,8 @@ from starlette.routing import Route
 
 from browser import is_loopback, served
 
-#: The fixtures (browser, page, outside_requests, page_errors), one browser for the session.
+#: The fixtures (browser, page, new_page, outside_requests, page_errors, csp_violations), one
+#: browser for the session.
 pytest_plugins = ("browser",)
 
 TESTS = Path(__file__).resolve().parent
@@ -146,7 +147,9 @@ def test_without_chromium_the_browser_tests_fail_not_skip(tmp_path: Path) -> Non
     assert "`make test` installs it" in result.stdout
 
 
-def test_an_unexpected_outside_request_or_script_error_fails_the_test(tmp_path: Path) -> None:
+def test_an_outside_request_a_script_error_or_a_csp_violation_fails_the_test(
+    tmp_path: Path,
+) -> None:
     result = _run_pytest(
         tmp_path,
         """
@@ -158,9 +161,18 @@ def test_an_unexpected_outside_request_or_script_error_fails_the_test(tmp_path: 
             page.set_content("<p>x</p>")
             page.evaluate("() => setTimeout(() => { throw new Error('boom'); }, 0)")
             page.wait_for_timeout(200)
+
+        def test_breaks_its_csp(new_page):
+            second = new_page()
+            second.set_content(
+                '<meta http-equiv="Content-Security-Policy" content="script-src \\'self\\'">'
+                "<script>document.title = 'ran'</script>"
+            )
+            assert second.title() == ""
         """,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "2 passed, 2 errors" in result.stdout
+    assert "3 passed, 3 errors" in result.stdout
     assert "blocked): http://example.invalid/y.png" in result.stdout
     assert "the page raised: Error: boom" in result.stdout
+    assert "broke its Content-Security-Policy: Executing inline script" in result.stdout

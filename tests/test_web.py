@@ -152,6 +152,9 @@ def test_every_page_carries_the_security_headers(web: Site) -> None:
             assert "script-src 'self'" in csp and "unsafe-inline" not in csp
             assert "frame-ancestors 'none'" in csp
             assert answer.headers["x-frame-options"] == "DENY"
+            # not no-referrer: under it a browser sends the page's own forms with
+            # "Origin: null", which the origin check refuses (found in the browser tests)
+            assert answer.headers["referrer-policy"] == "same-origin"
             assert answer.headers["cache-control"] == "no-store"
             assert "<script>" not in answer.text.replace('<script src="', "")
 
@@ -251,9 +254,17 @@ def test_an_override_needs_the_csrf_token_and_lands_in_the_audit_log() -> None:
                 headers={"origin": "http://evil.example"},
             )
             assert elsewhere.status_code == 403
+            opaque = client.post(  # an opaque origin: a sandboxed frame, a data: page
+                f"/tps/{OFFICERS_TPS}/decide",
+                data={**form, "csrf": csrf_of(page.text)},
+                headers={"origin": "null"},
+            )
+            assert opaque.status_code == 403
             assert _audit(s, "override") == []  # nothing changed
-            done = client.post(
-                f"/tps/{OFFICERS_TPS}/decide", data={**form, "csrf": csrf_of(page.text)}
+            done = client.post(  # as a browser sends it: with the site's own origin
+                f"/tps/{OFFICERS_TPS}/decide",
+                data={**form, "csrf": csrf_of(page.text)},
+                headers={"origin": s.url},
             )
             assert done.status_code == 303
             assert _audit(s, "override") == [f"petugas-1:report:{stored.report_id}:overridden"]

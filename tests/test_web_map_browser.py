@@ -9,12 +9,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -93,19 +92,6 @@ def desk() -> Desk:
 @pytest.fixture(scope="module")
 def data(desk: Desk) -> dict[str, Any]:
     return map_data(desk, "16.73", principal=COORDINATOR)
-
-
-@pytest.fixture
-def csp_violations(page: Page) -> Iterator[list[str]]:
-    found: list[str] = []
-
-    def seen(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text:
-            found.append(message.text)
-
-    page.on("console", seen)
-    yield found
-    assert found == []
 
 
 def open_map(page: Page, url: str) -> None:

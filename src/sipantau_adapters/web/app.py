@@ -25,7 +25,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sipantau_adapters.http._errors import log_unexpected
-from sipantau_adapters.web.i18n import LANGUAGES, number, percent, translator, verdict_text
+from sipantau_adapters.web.i18n import (
+    LANGUAGES,
+    decimal,
+    number,
+    percent,
+    translator,
+    verdict_text,
+)
 from sipantau_adapters.web.session import COOKIE, Session, SessionError, Sessions
 from sipantau_core.access import Principal
 from sipantau_core.desk import Desk
@@ -46,7 +53,9 @@ T = TypeVar("T")
 LANG_COOKIE = "sipantau_lang"
 
 #: Sent with every response of the page. No inline script or style, nothing from
-#: another origin, no framing; confidential pages are never cached.
+#: another origin, no framing; confidential pages are never cached. The referrer goes
+#: to this site only: under ``no-referrer`` a browser sends ``Origin: null`` with the
+#: page's own forms, and :meth:`WebApp.check_form` (rightly) refuses those.
 SECURITY_HEADERS: Mapping[str, str] = {
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -55,7 +64,7 @@ SECURITY_HEADERS: Mapping[str, str] = {
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }
@@ -131,6 +140,7 @@ class WebApp:
             "has": has,
             "pct": lambda v, d=2: percent(v, lang, d),
             "num": lambda v: number(int(v), lang),
+            "dec": lambda v, d=2: decimal(float(v), lang, d),
             "time": lambda at: at.astimezone(self.zone).strftime("%H:%M"),
             "when": lambda at: at.astimezone(self.zone).strftime("%d-%m-%Y %H:%M"),
             "station_label": _station_label,

@@ -11,7 +11,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LANGUAGES", "MESSAGES", "number", "percent", "translator", "verdict_text"]
+__all__ = [
+    "LANGUAGES",
+    "MESSAGES",
+    "decimal",
+    "number",
+    "percent",
+    "translator",
+    "verdict_text",
+]
 
 LANGUAGES = ("id", "en")
 
@@ -49,6 +57,7 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "interval": "Rentang",
         "design_effect": "Efek desain",
         "coverage": "Cakupan DPT",
+        "strata_coverage": "Cakupan strata (menurut DPT)",
         "no_projection": "Belum cukup TPS untuk proyeksi.",
         "verdict_callable": (
             "Pasangan {leader} unggul dengan {share} ± {margin}; hasil dapat dinyatakan "
@@ -179,6 +188,7 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "interval": "Interval",
         "design_effect": "Design effect",
         "coverage": "Voters covered",
+        "strata_coverage": "Strata covered (by voters)",
         "no_projection": "Too few TPS for a projection yet.",
         "verdict_callable": (
             "Pair {leader} leads with {share} ± {margin}; callable at {level} confidence."
@@ -297,6 +307,14 @@ def percent(value: float, lang: str, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     text = f"{100 * value:.{digits}f}%"
+    return text.replace(".", ",") if lang == "id" else text
+
+
+def decimal(value: float, lang: str, digits: int = 2) -> str:
+    """``18,59`` in Indonesian, ``18.59`` in English; ``–`` for no value."""
+    if value is None or math.isnan(value):
+        return "–"
+    text = f"{value:.{digits}f}"
     return text.replace(".", ",") if lang == "id" else text
 
 
