@@ -25,7 +25,8 @@ people signed in at once)::
 Playwright's sync API cannot run inside a running asyncio loop; the app is served by
 uvicorn in a thread of its own (:func:`served`), the browser is driven from the test's.
 Loaded as a plugin (``pytest_plugins``), the fixtures are registered once: one browser
-for the whole session, however many test modules use it. The module has no asserts to
+per test module that uses it (closed after the module, so that no asyncio loop of
+Playwright's is left running for the modules after it). The module has no asserts to
 rewrite, and a test module imports it before pytest loads it as a plugin: hence
 PYTEST_DONT_REWRITE (no "already imported" warning).
 """
@@ -117,9 +118,11 @@ def served(app: Starlette) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """The system's Chromium, headless, launched once per session (per importing module)."""
+    """The system's Chromium, headless, launched once per test module. Not once per
+    session: while Playwright's sync API runs, its event loop is the thread's running
+    loop, and a later module's ``asyncio.run`` (the async client's tests) would fail."""
     path = chromium_path()
     if not (Path(path).is_file() and os.access(path, os.X_OK)):
         pytest.fail(
