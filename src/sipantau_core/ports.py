@@ -271,6 +271,9 @@ class ReportFilter:
     contest: str | None = None
     heads_only: bool = True  # only the newest version of each chain
     statuses: frozenset[ReportStatus] | None = None
+    #: ``False``: the caller needs no payload (a count of stage reports), and a backend
+    #: may leave it out (``""``) rather than read it; a backend may also ignore this.
+    payload: bool = True
 
 
 class StorageTx(abc.ABC):

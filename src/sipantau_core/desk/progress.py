@@ -139,7 +139,7 @@ class Progress(DeskBase):
         overview of a province of 30,000 TPS). Readers: as for :meth:`station_status`."""
         at = now or self.clock()
         target = self._region(region)
-        query = ReportFilter(region=target.value, heads_only=False)
+        query = ReportFilter(region=target.value, heads_only=False, payload=False)
         found = self._read_reports(principal, Action.READ_STATUS, target, query)
         first_in: dict[tuple[str, str], datetime] = {}
         for s in found:

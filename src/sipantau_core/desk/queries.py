@@ -124,13 +124,14 @@ class Queries(DeskBase):
     ) -> list[StoredReport]:
         """The newest tallies within ``where`` that break a hard rule and wait for a
         correction or a decision (status ``flagged``), by TPS. Readers: as for
-        :meth:`reports`; the desk's record only (its verdict names the rules), no payload
-        is parsed."""
+        :meth:`reports`; the desk's record only (its verdict names the rules), read without
+        the payloads (``payload`` may be empty)."""
         query = ReportFilter(
             region=self._prefix(where),
             kind="tally",
             contest=contest,
             statuses=frozenset({ReportStatus.FLAGGED}),
+            payload=False,
         )
         flagged = self._read_reports(principal, Action.READ_REPORTS, where, query)
         flagged.sort(key=lambda s: s.station)

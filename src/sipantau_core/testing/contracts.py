@@ -247,6 +247,14 @@ class StorageContract:
             assert tx.reports(ReportFilter(kind="situation")) == [c]
             assert tx.reports(ReportFilter(contest="walikota", region="16")) == [a, b, d]
             assert tx.reports(ReportFilter(statuses=frozenset({ReportStatus.FLAGGED}))) == [d]
+            # without payloads: the same rows, each payload left out or whole
+            lean = tx.reports(ReportFilter(region="16.73", payload=False))
+            assert [attrs.evolve(r, payload="") for r in lean] == [
+                attrs.evolve(r, payload="") for r in (a, b, c)
+            ]
+            assert all(
+                r.payload in ("", full.payload) for r, full in zip(lean, (a, b, c), strict=True)
+            )
 
     def test_a_failed_transaction_writes_nothing(self, storage: Storage) -> None:
         report = _stored()
@@ -288,6 +296,25 @@ class StorageContract:
             tx.write(WriteBatch(stations={key: StationState(chain, None)}))
         with storage.transaction() as tx:
             assert tx.station_states([key], lock=True) == {key: StationState(chain, None)}
+
+    def test_station_states_of_a_whole_region(self, storage: Storage) -> None:
+        """Many keys at once (a count of a province): the states asked for, no others."""
+        written = {
+            ("walikota", f"16730{d}100{v}{n:03d}"): StationState(
+                uuid.uuid4(), CountedTally(uuid.uuid4(), 1, {"valid": n})
+            )
+            for d in (1, 2)
+            for v in (1, 2)
+            for n in range(1, 1100)
+        }
+        other = ("bupati", "1673011001001")
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(stations={**written, other: StationState(uuid.uuid4(), None)}))
+        # every other one (others in between are not asked for), and one never written
+        keys = [*sorted(written)[5:-5:2], ("walikota", "1673011001999")]
+        with storage.transaction() as tx:
+            found = tx.station_states(keys)
+        assert found == {k: written.get(k, StationState()) for k in keys}
 
     def test_aggregate_deltas_add_up(self, storage: Storage) -> None:
         for delta in (5, 7, -2):

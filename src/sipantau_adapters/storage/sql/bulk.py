@@ -93,6 +93,10 @@ def _station_rows(
         )
 
 
+#: From this many keys an unlocked read of station states is a range scan (PostgreSQL).
+_RANGE_FROM = 2000
+
+
 class _Bulk(_TxBase):
     """The transaction's bulk path, and where it chooses between ``COPY`` or a staging
     table and plain statements by the number of rows."""
@@ -116,6 +120,16 @@ class _Bulk(_TxBase):
             # deadlocking.
             self._conn.execute(_PG["lock_insert"], params)
             rows = list(self._conn.execute(_PG["lock_select"], params))
+        elif len(ordered) >= _RANGE_FROM and len({k[0] for k in ordered}) == 1:
+            # A whole region's stations (a count of a province): one range scan of the
+            # primary key instead of shipping every key to the server, then the keys kept.
+            wanted = set(ordered)
+            bounds = {"contest": ordered[0][0], "low": ordered[0][1], "high": ordered[-1][1]}
+            rows = [
+                row
+                for row in self._conn.execute(_PG["select_states_range"], bounds)
+                if (row.contest, row.station) in wanted
+            ]
         else:
             rows = list(self._conn.execute(_PG["select_states"], params))
         return {(row.contest, row.station): _station_state(row) for row in rows}

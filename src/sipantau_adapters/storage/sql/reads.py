@@ -18,6 +18,7 @@ from sipantau_adapters.storage.sql.rows import (
     _MONITOR_COLUMNS,
     _NOTIFICATION_COLUMNS,
     _REPORT_COLUMNS,
+    _REPORT_COLUMNS_NO_PAYLOAD,
     _TOKEN_COLUMNS,
     _notification,
     _report,
@@ -173,7 +174,8 @@ class _Reads(_Bulk):
             clauses.append(r.c.status.in_(sorted(s.value for s in query.statuses)))
         if query.heads_only:
             clauses.append(_is_head())
-        stmt = sa.select(*_REPORT_COLUMNS).where(*clauses).order_by(r.c.received_at, r.c.report_id)
+        columns = _REPORT_COLUMNS if query.payload else _REPORT_COLUMNS_NO_PAYLOAD
+        stmt = sa.select(*columns).where(*clauses).order_by(r.c.received_at, r.c.report_id)
         with self._errors():
             return [_report(row) for row in self._conn.execute(stmt)]
 

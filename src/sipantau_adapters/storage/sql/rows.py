@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import sqlalchemy as sa
 
 from sipantau_adapters.storage.sql_models import (
     AUDIT,
@@ -49,6 +50,10 @@ _REPORT_COLUMNS = [
     REPORTS.c.submitted_by,
 ]
 _REPORT_NAMES = [c.name for c in _REPORT_COLUMNS]
+#: The same row with an empty payload (``ReportFilter(payload=False)``).
+_REPORT_COLUMNS_NO_PAYLOAD = [
+    sa.literal("").label("payload") if c is REPORTS.c.payload else c for c in _REPORT_COLUMNS
+]
 _STATUS = {s.value: s for s in ReportStatus}
 _AUDIT_NAMES = [
     "seq", "at", "principal", "role", "action", "object", "outcome", "detail", "region", "link"

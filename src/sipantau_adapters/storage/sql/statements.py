@@ -125,6 +125,10 @@ def _pg_statements() -> dict[str, Any]:
     s["select_states"] = sa.select(STATIONS).join(
         u, sa.and_(STATIONS.c.contest == u.c.contest, STATIONS.c.station == u.c.station)
     )
+    s["select_states_range"] = sa.select(STATIONS).where(
+        STATIONS.c.contest == sa.bindparam("contest"),
+        STATIONS.c.station.between(sa.bindparam("low"), sa.bindparam("high")),
+    )
     k = _STAGE_KEYS
     s["lock_select_staged"] = (
         sa.select(STATIONS)
