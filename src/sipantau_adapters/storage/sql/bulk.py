@@ -110,7 +110,7 @@ class _Bulk(_TxBase):
                 # insert of its final row (``_pg_stations``), not locked through a
                 # placeholder row: a concurrent writer of the same new TPS then fails on the
                 # primary key (``storage.race``, and the desk reads again) or waits for it.
-                rows = list(self._conn.execute(_PG["lock_select_staged"]))
+                rows = self._conn.execute(_PG["lock_select_staged"]).all()
             found = {(row.contest, row.station): _station_state(row) for row in rows}
             self._absent.update(k for k in ordered if k not in found)
             return found
@@ -119,7 +119,7 @@ class _Bulk(_TxBase):
             # both in sorted order so that concurrent transactions queue instead of
             # deadlocking.
             self._conn.execute(_PG["lock_insert"], params)
-            rows = list(self._conn.execute(_PG["lock_select"], params))
+            rows = self._conn.execute(_PG["lock_select"], params).all()
         elif len(ordered) >= _RANGE_FROM and len({k[0] for k in ordered}) == 1:
             # A whole region's stations (a count of a province): one range scan of the
             # primary key instead of shipping every key to the server, then the keys kept.
@@ -127,11 +127,11 @@ class _Bulk(_TxBase):
             bounds = {"contest": ordered[0][0], "low": ordered[0][1], "high": ordered[-1][1]}
             rows = [
                 row
-                for row in self._conn.execute(_PG["select_states_range"], bounds)
+                for row in self._conn.execute(_PG["select_states_range"], bounds).all()
                 if (row.contest, row.station) in wanted
             ]
         else:
-            rows = list(self._conn.execute(_PG["select_states"], params))
+            rows = self._conn.execute(_PG["select_states"], params).all()
         return {(row.contest, row.station): _station_state(row) for row in rows}
 
     def _pg_stations(self, rows: list[dict[str, Any]]) -> None:

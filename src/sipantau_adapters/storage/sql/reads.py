@@ -92,7 +92,9 @@ class _Reads(_Bulk):
             yield from (_report(row) for row in rows)
             return
         for chunk in iter_chunks(ids, _CHUNK):
-            yield from (_report(row) for row in self._conn.execute(_SQLITE[name], {"ids": chunk}))
+            yield from (
+                _report(row) for row in self._conn.execute(_SQLITE[name], {"ids": chunk}).all()
+            )
 
     def _in_chunks(self, stmt: Any, column: sa.Column[Any], values: Iterable[Any]) -> Iterator[Any]:
         """Rows of ``stmt`` where ``column`` is among ``values``, in ``IN`` lists of at most
@@ -177,7 +179,7 @@ class _Reads(_Bulk):
         columns = _REPORT_COLUMNS if query.payload else _REPORT_COLUMNS_NO_PAYLOAD
         stmt = sa.select(*columns).where(*clauses).order_by(r.c.received_at, r.c.report_id)
         with self._errors():
-            return [_report(row) for row in self._conn.execute(stmt)]
+            return [_report(row) for row in self._conn.execute(stmt).all()]
 
     def decisions(self, report_id: UUID | None = None) -> list[Decision]:
         d = DECISIONS
@@ -187,20 +189,20 @@ class _Reads(_Bulk):
         if report_id is not None:
             stmt = stmt.where(d.c.report_id == report_id)
         with self._errors():
-            return [Decision(*row) for row in self._conn.execute(stmt)]
+            return [Decision(*row) for row in self._conn.execute(stmt).all()]
 
     def releases(self) -> list[ReleaseRecord]:
         t = RELEASES
         stmt = sa.select(t.c.region, t.c.contest, t.c.principal, t.c.at).order_by(t.c.id)
         with self._errors():
-            return [ReleaseRecord(*row) for row in self._conn.execute(stmt)]
+            return [ReleaseRecord(*row) for row in self._conn.execute(stmt).all()]
 
     def audit(self, *, after: int = 0, limit: int | None = None) -> list[AuditRecord]:
         stmt = sa.select(*_AUDIT_COLUMNS).where(AUDIT.c.seq > after).order_by(AUDIT.c.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._errors():
-            return [AuditRecord(**row._mapping) for row in self._conn.execute(stmt)]
+            return [AuditRecord(**row._mapping) for row in self._conn.execute(stmt).all()]
 
     def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
         # SQLite: the transaction holds the database's write lock from BEGIN IMMEDIATE on.
@@ -277,7 +279,7 @@ class _Reads(_Bulk):
             if keys is None:
                 if limit is not None:
                     stmt = stmt.limit(limit)
-                return [_notification(row) for row in self._conn.execute(stmt)]
+                return [_notification(row) for row in self._conn.execute(stmt).all()]
             found = [_notification(row) for row in self._in_chunks(stmt, n.c.dedupe_key, keys)]
         found.sort(key=lambda r: r.seq)
         return found[:limit] if limit is not None else found
