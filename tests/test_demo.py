@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from sipantau_adapters.cli import main
 from sipantau_adapters.demo_scenario import build_scenario, expected_totals
 from sipantau_core import Deployment
@@ -55,3 +57,16 @@ def test_the_scenario_is_deterministic() -> None:
     assert len(a.ocr_errors) >= 2
     assert len(a.sms_monitors) == 2
     assert sum(1 for e in a.events if e.resend) == 1
+
+
+def test_an_interrupt_ends_the_program_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sipantau_adapters.cli as cli
+
+    def interrupted(args: object, out: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_plugins", interrupted)
+    assert cli.main(["plugins"], io.StringIO()) == 130
+    assert capsys.readouterr().err == "sipantau: interrupted\n"

@@ -257,6 +257,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except SipantauError as e:
         sys.stderr.write(f"sipantau: {e}\n")
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C (again, while a server shuts down): stop without a traceback
+        sys.stderr.write("sipantau: interrupted\n")
+        return 130
     return code
 
 
