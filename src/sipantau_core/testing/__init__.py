@@ -2,7 +2,8 @@
 
 Needs the ``testing`` extra: ``pip install 'sipantau[testing]'``. Offers hypothesis
 strategies (:mod:`sipantau_core.testing.strategies`), a pytest plugin with fixtures
-(registered through the ``pytest11`` entry point) and, later, contract suites.
+(registered through the ``pytest11`` entry point), contract suites and a synthetic national
+deployment (:mod:`sipantau_core.testing.national`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         "sipantau_core.testing needs hypothesis; install it with: pip install 'sipantau[testing]'"
     ) from exc
 
+from sipantau_core.testing.national import (  # noqa: E402
+    expected_counts,
+    national_deployment,
+    national_stations,
+    national_tallies,
+)
 from sipantau_core.testing.strategies import (  # noqa: E402
     BREAKABLE_RULES,
     broken_tally_reports,
@@ -44,8 +51,12 @@ __all__ = [
     "broken_tally_reports",
     "candidates",
     "contests",
+    "expected_counts",
     "incidents",
     "monitors",
+    "national_deployment",
+    "national_stations",
+    "national_tallies",
     "personal_data",
     "polling_stations",
     "region_codes",
