@@ -159,3 +159,16 @@ def test_stage_progress_by_level_sums_to_the_level_above(desk: Desk) -> None:
     with pytest.raises(SipantauError) as caught:
         desk.stage_progress("16.73.01", principal=SYSTEM, level="city")
     assert caught.value.code == "desk.bad_call"
+
+
+def test_region_codes_from_digits() -> None:
+    from sipantau_core.domain.regions import CHILD_DIGITS, dotted
+
+    assert [dotted(d) for d in ("16", "1673", "167301", "1673011001")] == [
+        "16",
+        "16.73",
+        "16.73.01",
+        "16.73.01.1001",
+    ]
+    assert dotted("1673011001001") == "1673011001001"  # a TPS keeps its 13 digits
+    assert CHILD_DIGITS == {2: 4, 4: 6, 6: 10, 10: 13}

@@ -33,6 +33,7 @@ from sipantau_adapters.web.overview import (
 from sipantau_core.access import Principal, Role
 from sipantau_core.desk import Desk, IncidentView
 from sipantau_core.domain import Stage
+from sipantau_core.domain.regions import CHILD_DIGITS, dotted
 from sipantau_core.ports import StoredReport
 from sipantau_core.quickcount import ProgressCount
 from sipantau_core.results import StageProgress
@@ -106,13 +107,13 @@ def _stage_sums(desk: Desk, snapshot: Snapshot, region: str) -> list[StageProgre
     """The stage rows of the regions one level below ``region`` (of a village: its TPS,
     read for it alone)."""
     digits = region.replace(".", "")
-    depth = {2: 4, 4: 6, 6: 10, 10: 13}[len(digits)]
+    depth = CHILD_DIGITS[len(digits)]
     if depth == 13:
         return desk.stage_progress(region, principal=HUB)
     level = snapshot.sums[depth]
     return [
         StageProgress(
-            region=_dotted(child),
+            region=dotted(child),
             stations=stations,
             stages=tuple(
                 (stage, acc[0], acc[1], acc[2]) for stage, acc in zip(Stage, counted, strict=True)
@@ -121,13 +122,6 @@ def _stage_sums(desk: Desk, snapshot: Snapshot, region: str) -> list[StageProgre
         for child, (stations, counted) in sorted(level.items())
         if child.startswith(digits)
     ]
-
-
-def _dotted(digits: str) -> str:
-    if len(digits) == 13:
-        return digits
-    parts = [digits[0:2], digits[2:4], digits[4:6], digits[6:10]]
-    return ".".join(p for p in parts if p)
 
 
 def overview_from(desk: Desk, snapshot: Snapshot, region: str) -> Overview:

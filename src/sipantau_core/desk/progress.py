@@ -21,6 +21,7 @@ from sipantau_core.domain import (
     Stage,
     TallyReport,
 )
+from sipantau_core.domain.regions import CHILD_DIGITS, dotted
 from sipantau_core.errors import PermissionDenied, SipantauError
 from sipantau_core.ports import (
     ReportFilter,
@@ -149,7 +150,7 @@ class Progress(DeskBase):
             if key not in first_in:  # the reports come in the order they were received
                 first_in[key] = s.received_at
         digits = len(target.value.replace(".", ""))
-        depth = {2: 4, 4: 6, 6: 10, 10: 13}[digits] if level is None else _DEPTH.get(level, 0)
+        depth = CHILD_DIGITS[digits] if level is None else _DEPTH.get(level, 0)
         if depth <= digits:
             raise SipantauError(
                 f"stage_progress: level must be below the region (one of {sorted(_DEPTH)})",
@@ -181,7 +182,7 @@ class Progress(DeskBase):
                     per_stage[i][2] += 1
         return [
             StageProgress(
-                region=_region_code(child),
+                region=dotted(child),
                 stations=stations[child],
                 stages=tuple(
                     _row(stage, counted)
@@ -243,14 +244,6 @@ class Progress(DeskBase):
             for code in sorted(set(codes) | set(outliers) | set(single))
         ]
         return [a for a in out if a.rule_codes or a.turnout_z is not None or a.single_candidate]
-
-
-def _region_code(digits: str) -> str:
-    """``3171011001`` as ``31.71.01.1001`` (a TPS's 13 digits stay as they are)."""
-    if len(digits) == 13:
-        return digits
-    parts = [digits[0:2], digits[2:4], digits[4:6], digits[6:10]]
-    return ".".join(p for p in parts if p)
 
 
 #: How many digits a region code of each level has.

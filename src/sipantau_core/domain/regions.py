@@ -16,14 +16,31 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "CHILD_DIGITS",
     "RegionCode",
     "RegionLevel",
     "StationCode",
     "TimeZone",
+    "dotted",
     "time_zone_of_province",
 ]
 
 _SEGMENT_WIDTHS = (2, 2, 2, 4)
+
+#: How many digits the regions one level below a region of N digits have (a village's:
+#: its TPS, 13).
+CHILD_DIGITS = {2: 4, 4: 6, 6: 10, 10: 13}
+
+
+def dotted(digits: str) -> str:
+    """A region's code from its digits (``3171011001`` is ``31.71.01.1001``); a TPS's 13
+    digits stay as they are."""
+    if len(digits) == 13:
+        return digits
+    parts = (digits[0:2], digits[2:4], digits[4:6], digits[6:10])
+    return ".".join(p for p in parts if p)
+
+
 _REGION_RE = re.compile(r"^\d{2}(\.\d{2}(\.\d{2}(\.\d{4})?)?)?$")
 _COMPACT_STATION_RE = re.compile(r"^\d{13}$")
 _DOTTED_STATION_RE = re.compile(
