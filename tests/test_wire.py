@@ -9,7 +9,10 @@ import sys
 import uuid
 from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipantau_core import (
     PayloadError,
@@ -19,7 +22,8 @@ from sipantau_core import (
     dump_report,
     parse_report,
 )
-from sipantau_core.wire import MAX_PAYLOAD_BYTES, make_converter
+from sipantau_core.testing.strategies import situation_reports
+from sipantau_core.wire import HAS_INCIDENTS, MAX_PAYLOAD_BYTES, make_converter
 
 EXAMPLE = {
     "schema": "sipantau.tally/1",
@@ -190,3 +194,23 @@ def test_make_converter_gives_independent_converters() -> None:
     assert a is not b
     report = parse_report(EXAMPLE)
     assert a.unstructure(report) == b.unstructure(report)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    report=situation_reports(),
+    text=st.text(alphabet=st.sampled_from('"incidents:[{}]\\ '), max_size=40),
+)
+def test_the_incident_mark_is_in_the_canonical_form_exactly_with_an_incident(
+    report: SituationReport, text: str
+) -> None:
+    """Storage backends find reports with incidents by ``HAS_INCIDENTS`` in the stored
+    canonical form: whatever a note or an incident's text holds, the mark is there exactly
+    when the report carries an incident."""
+    report = attrs.evolve(
+        report,
+        note=text,
+        incidents=tuple(attrs.evolve(i, text=text + i.text) for i in report.incidents),
+    )
+    canonical = canonical_bytes(report).decode("utf-8")
+    assert (HAS_INCIDENTS in canonical) == bool(report.incidents)

@@ -274,6 +274,9 @@ class ReportFilter:
     #: ``False``: the caller needs no payload (a count of stage reports), and a backend
     #: may leave it out (``""``) rather than read it; a backend may also ignore this.
     payload: bool = True
+    #: ``True``: only situation reports that carry at least one incident (what a feed of
+    #: incidents reads); a backend may also ignore this and return the others too.
+    incidents: bool = False
 
 
 class StorageTx(abc.ABC):
@@ -300,6 +303,16 @@ class StorageTx(abc.ABC):
     @abc.abstractmethod
     def aggregates(self, contest: str, region: str) -> dict[str, int]:
         """The counters of ``region`` for ``contest`` (empty when nothing counted)."""
+
+    def aggregates_many(self, contest: str, regions: Iterable[str]) -> dict[str, dict[str, int]]:
+        """:meth:`aggregates` of several regions, by region (those with nothing counted
+        left out). A backend may override it with one read."""
+        out: dict[str, dict[str, int]] = {}
+        for region in dict.fromkeys(regions):
+            found = self.aggregates(contest, region)
+            if found:
+                out[region] = found
+        return out
 
     @abc.abstractmethod
     def reports(self, query: ReportFilter) -> list[StoredReport]:

@@ -562,6 +562,11 @@ def _compile_canonical(cls: type[Any], schema: str | None = None) -> _Encode:
     return encode
 
 
+#: What the canonical form of a situation report holds exactly when it carries an
+#: incident: the key ``incidents`` followed by a non-empty array (inside a JSON string a
+#: quote is escaped, so no text of a report can hold it). Storage backends filter on it.
+HAS_INCIDENTS: Final = '"incidents":[{'
+
 _CANONICAL: Final[dict[type[Any], _Encode]] = {
     cls: _compile_canonical(cls, schema) for cls, schema in _SCHEMA_OF.items()
 }

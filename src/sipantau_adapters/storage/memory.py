@@ -34,6 +34,7 @@ from sipantau_core.ports import (
     TokenRecord,
     WriteBatch,
 )
+from sipantau_core.wire import HAS_INCIDENTS
 
 __all__ = ["MemoryStorage"]
 
@@ -92,6 +93,8 @@ class _MemoryTx(StorageTx):
             if query.statuses is not None and r.status not in query.statuses:
                 continue
             if query.heads_only and max(self._s.chains[r.chain_id]) != r.version:
+                continue
+            if query.incidents and HAS_INCIDENTS not in r.payload:
                 continue
             found.append(r)
         found.sort(key=lambda r: (r.received_at, str(r.report_id)))

@@ -19,6 +19,7 @@ from sipantau_core.desk._records import (
     _violations_from,
 )
 from sipantau_core.desk.audit_log import AuditLog
+from sipantau_core.desk.stages import Deadlines, ensure_counted
 from sipantau_core.domain import (
     Contest,
     IncidentCatalogue,
@@ -100,6 +101,7 @@ class DeskBase:
         self.require_signatures = bool(settings.get("require_signatures", False))
         self.signature_window = timedelta(hours=float(settings.get("signature_window_hours", 24)))
         self.audit = AuditLog(self, desk_key)
+        self._deadlines = Deadlines(deployment)
         #: the notification channels and escalation rules of ``[settings.notifications]``
         #: (``None`` without them); see :meth:`tick` and ``docs/notifications.md``
         self.notifier: Notifier | None = None
@@ -193,6 +195,22 @@ class DeskBase:
             batch.audit = chain(tx.audit_head(lock=True), batch.audit)
         if batch:
             tx.write(batch)
+
+    def _count_stages(self) -> None:
+        """Make the storage's stage counts agree with this deployment's schedule (count
+        them from the stored reports when they do not: see
+        :mod:`sipantau_core.desk.stages`)."""
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    tx.audit_head(lock=True)  # one desk at a time counts
+                    batch = ensure_counted(tx, self.deployment, self._deadlines)
+                    if batch is not None:
+                        tx.write(batch)
+                return
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
 
     def _read_audited(self, entry: AuditRecord, read: Callable[[StorageTx], _T]) -> _T:
         """``read`` and the audit entry recording it, in one transaction: the read is on

@@ -16,6 +16,7 @@ from sipantau_core.desk._records import (
     _not_found,
     _Recount,
 )
+from sipantau_core.desk.stages import StageCount, unmark
 from sipantau_core.domain import SituationReport, StationCode, TallyReport
 from sipantau_core.errors import ConflictError, SipantauError, UnknownEntityError
 from sipantau_core.events import ReportEvent
@@ -114,6 +115,11 @@ class Correcting(DeskBase):
                     message_id="laporan sudah ditolak",
                 )
             new_status = ReportStatus.REJECTED
+        if new_status is ReportStatus.REJECTED:
+            # locked before the tally's station, as the submissions lock them
+            staged = StageCount()
+            unmark(tx, stored, self._deadlines, batch, staged)
+            staged.into(batch.aggregates)
         if stored.kind == "tally":
             assert stored.contest is not None
             key = (stored.contest, stored.station)

@@ -86,6 +86,7 @@ class Desk(Submitting, Correcting, Releasing, Queries, Progress, Staff):
             sealer=Sealer(seal_key) if seal_key is not None else None,
         )
         desk._enrol_deployment_monitors()
+        desk._count_stages()
         desk.notifier = Notifier.for_desk(desk, pm)
         pm.desk_opened(desk)
         return desk

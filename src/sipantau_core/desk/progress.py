@@ -15,6 +15,7 @@ from sipantau_core.desk._base import DeskBase
 from sipantau_core.desk._records import (
     _violations_from,
 )
+from sipantau_core.desk.stages import STAGES_KEY, counter
 from sipantau_core.domain import (
     PollingStation,
     RegionCode,
@@ -140,6 +141,44 @@ class Progress(DeskBase):
         overview of a province of 30,000 TPS). Readers: as for :meth:`station_status`."""
         at = now or self.clock()
         target = self._region(region)
+        digits = len(target.value.replace(".", ""))
+        depth = CHILD_DIGITS[digits] if level is None else _DEPTH.get(level, 0)
+        if depth <= digits:
+            raise SipantauError(
+                f"stage_progress: level must be below the region (one of {sorted(_DEPTH)})",
+                code="desk.bad_call",
+            )
+        if depth == 13:
+            return self._stage_progress_by_tps(target, principal, at)
+        # Per region: the counters kept by region (see sipantau_core.desk.stages).
+        stations: dict[str, int] = {}
+        for station in self.deployment.stations_in(target):
+            child = station.code.compact[:depth]
+            stations[child] = stations.get(child, 0) + 1
+        children = sorted(stations)
+        what = f"{Action.READ_STATUS.value}:{target}"
+        self._guard(principal, Action.READ_STATUS, target, what=what)
+        entry = self._audit_entry(principal, Action.READ_STATUS.value, what, "ok", where=target)
+        regions = [dotted(child) for child in children]
+        found = self._read_audited(entry, lambda tx: tx.aggregates_many(STAGES_KEY, regions))
+        out = []
+        for child, code in zip(children, regions, strict=True):
+            counters = found.get(code, {})
+            deadlines = self._deadlines.of(child)
+            n = stations[child]
+            rows = []
+            for stage in Stage:
+                in_time = counters.get(counter(stage.value, late=False), 0)
+                late = counters.get(counter(stage.value, late=True), 0)
+                missing = n - in_time - late if at > deadlines[stage.value] else 0
+                rows.append((stage, in_time, late, missing))
+            out.append(StageProgress(region=code, stations=n, stages=tuple(rows)))
+        return out
+
+    def _stage_progress_by_tps(
+        self, target: RegionCode, principal: Principal, at: datetime
+    ) -> list[StageProgress]:
+        """:meth:`stage_progress` per TPS, from the reports of ``target``."""
         query = ReportFilter(region=target.value, heads_only=False, payload=False)
         found = self._read_reports(principal, Action.READ_STATUS, target, query)
         first_in: dict[tuple[str, str], datetime] = {}
@@ -149,48 +188,24 @@ class Progress(DeskBase):
             key = (s.station, s.stage)
             if key not in first_in:  # the reports come in the order they were received
                 first_in[key] = s.received_at
-        digits = len(target.value.replace(".", ""))
-        depth = CHILD_DIGITS[digits] if level is None else _DEPTH.get(level, 0)
-        if depth <= digits:
-            raise SipantauError(
-                f"stage_progress: level must be below the region (one of {sorted(_DEPTH)})",
-                code="desk.bad_call",
-            )
-        schedule, day = self.deployment.schedule, self.deployment.election_day
-        stages = tuple(Stage)
-        deadlines: dict[str, list[tuple[str, datetime]]] = {}
-        stations: dict[str, int] = {}
-        counts: dict[str, list[list[int]]] = {}
+        out = []
         for station in self.deployment.stations_in(target):
             code = station.code.compact
-            child = code[:depth]
-            plan = deadlines.get(code[:2])
-            if plan is None:
-                zone = station.time_zone
-                plan = deadlines[code[:2]] = [
-                    (stage.value, schedule.deadline(stage, day, zone)) for stage in Stage
-                ]
-            stations[child] = stations.get(child, 0) + 1
-            per_stage = counts.get(child)
-            if per_stage is None:
-                per_stage = counts[child] = [[0, 0, 0] for _ in plan]
-            for i, (value, deadline) in enumerate(plan):
-                got = first_in.get((code, value))
-                if got is not None:
-                    per_stage[i][0 if got <= deadline else 1] += 1
-                elif at > deadline:
-                    per_stage[i][2] += 1
-        return [
-            StageProgress(
-                region=dotted(child),
-                stations=stations[child],
-                stages=tuple(
-                    _row(stage, counted)
-                    for stage, counted in zip(stages, counts[child], strict=True)
-                ),
-            )
-            for child in sorted(stations)
-        ]
+            deadlines = self._deadlines.of(code)
+            rows = []
+            for stage in Stage:
+                got = first_in.get((code, stage.value))
+                deadline = deadlines[stage.value]
+                rows.append(
+                    (
+                        stage,
+                        int(got is not None and got <= deadline),
+                        int(got is not None and got > deadline),
+                        int(got is None and at > deadline),
+                    )
+                )
+            out.append(StageProgress(region=code, stations=1, stages=tuple(rows)))
+        return out
 
     def anomalies(
         self,
@@ -248,10 +263,6 @@ class Progress(DeskBase):
 
 #: How many digits a region code of each level has.
 _DEPTH = {"city": 4, "district": 6, "village": 10, "tps": 13}
-
-
-def _row(stage: Stage, counted: list[int]) -> tuple[Stage, int, int, int]:
-    return (stage, counted[0], counted[1], counted[2])
 
 
 def _results(

@@ -218,7 +218,7 @@ class Queries(DeskBase):
                 code="stage.unknown",
                 message_id="tahap tidak dikenal",
             ) from None
-        query = ReportFilter(region=self._prefix(where), kind="situation")
+        query = ReportFilter(region=self._prefix(where), kind="situation", incidents=True)
         out: list[IncidentView] = []
         for stored in self._read_reports(principal, Action.READ_INCIDENTS, where, query):
             if stored.status is ReportStatus.REJECTED:

@@ -25,6 +25,7 @@ from sipantau_core.desk._records import (
     _violations_json,
 )
 from sipantau_core.desk.checking import Checking, Submission, _Prepared
+from sipantau_core.desk.stages import StageCount, mark, mark_key
 from sipantau_core.domain import (
     Report,
     SituationReport,
@@ -233,6 +234,13 @@ class Submitting(Checking):
                 for p in ok
                 if isinstance(p.report, TallyReport)
             }
+            | {
+                mark_key(
+                    p.report.stage.value if isinstance(p.report, SituationReport) else _COUNTING,
+                    p.report.station.compact,
+                )
+                for p in ok
+            }
         )
         # Lock the stations first: the reads below then see what concurrent writers of
         # the same stations committed, and a lost race resolves on the first retry.
@@ -244,6 +252,7 @@ class Submitting(Checking):
         heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
         batch = WriteBatch()
         recount = _Recount()
+        staged = StageCount()
         items: list[Receipt | SipantauError] = []
         events: list[tuple[int, ReportEvent]] = []
         for position, p in enumerate(prepared):
@@ -251,7 +260,9 @@ class Submitting(Checking):
                 items.append(p)
                 continue
             try:
-                receipt, event = self._plan_one(p, now, known, heads, states, batch, recount)
+                receipt, event = self._plan_one(
+                    p, now, known, heads, states, batch, recount, staged
+                )
             except SipantauError as e:
                 items.append(e)
                 continue
@@ -259,6 +270,7 @@ class Submitting(Checking):
             if event is not None:
                 events.append((position, event))
         recount.into(batch.aggregates)
+        staged.into(batch.aggregates)
         return items, events, batch
 
     def _plan_one(
@@ -270,6 +282,7 @@ class Submitting(Checking):
         states: dict[StationKey, StationState],
         batch: WriteBatch,
         recount: _Recount,
+        staged: StageCount,
     ) -> tuple[Receipt, ReportEvent | None]:
         report = p.report
         principal = p.principal
@@ -362,6 +375,7 @@ class Submitting(Checking):
             states[key] = new_state
             batch.stations[key] = new_state
         batch.reports.append(stored)
+        self._mark_stage(stored, states, batch, staged)
         known[stored.report_id] = stored
         heads[chain_id] = stored
         outcome = _STATUS_VALUE[status]
@@ -391,3 +405,21 @@ class Submitting(Checking):
             else ("flagged" if status is ReportStatus.FLAGGED else "accepted")
         )
         return receipt, ReportEvent(kind_of_event, report, receipt, principal, now)
+
+    def _mark_stage(
+        self,
+        stored: StoredReport,
+        states: dict[StationKey, StationState],
+        batch: WriteBatch,
+        staged: StageCount,
+    ) -> None:
+        """The first report of its stage from its TPS marks the stage reported (see
+        :mod:`sipantau_core.desk.stages`)."""
+        stage = stored.stage
+        assert stage is not None
+        key = mark_key(stage, stored.station)
+        if states.get(key, _NO_STATE).chain_id is not None:
+            return
+        late = self._deadlines.late(stored.station, stage, stored.received_at)
+        states[key] = batch.stations[key] = mark(stored.report_id, late)
+        staged.add(stored.station, stage, late=late, delta=1)

@@ -332,6 +332,38 @@ class StorageContract:
             assert tx.aggregates("walikota", "16.73") == {"votes.1": 10, "valid": 3}
             assert tx.aggregates("gubernur", "16.73") == {"valid": 300}
             assert tx.aggregates("walikota", "16.73.01") == {}
+            # several regions in one read: those with a count, by region
+            assert tx.aggregates_many("walikota", ["16.73.01", "16.73", "16.73"]) == {
+                "16.73": {"votes.1": 10, "valid": 3}
+            }
+            assert tx.aggregates_many("gubernur", []) == {}
+
+    def test_the_incident_filter_keeps_every_report_with_an_incident(
+        self, storage: Storage
+    ) -> None:
+        """``ReportFilter(incidents=True)`` may leave out reports without incidents, never
+        one with an incident (whatever its text holds)."""
+
+        def canonical(payload: dict[str, Any]) -> str:  # as the desk stores payloads
+            return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+        base = {"schema": "sipantau.situation/1", "stage": "pembukaan"}
+        with_one = attrs.evolve(
+            _stored(kind="situation"),
+            payload=canonical(
+                {**base, "incidents": [{"category": "x", "text": 'a "incidents":[] %_\\'}]}
+            ),
+        )
+        without = attrs.evolve(
+            _stored(kind="situation", received_at=T0 + timedelta(seconds=1)),
+            payload=canonical({**base, "incidents": [], "note": '"incidents":[{'}),
+        )
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[with_one, without]))
+        with storage.transaction() as tx:
+            found = tx.reports(ReportFilter(kind="situation", incidents=True))
+        assert with_one in found
+        assert set(found) <= {with_one, without}
 
     # -- records -------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from sipantau_adapters.storage.sql.statements import (
     _LAST_ENTRY,
     _PG,
     _SELECT_AGGREGATES,
+    _SELECT_AGGREGATES_MANY,
     _SQLITE,
     _is_head,
 )
@@ -60,6 +61,7 @@ from sipantau_core.ports import (
     TokenRecord,
     iter_chunks,
 )
+from sipantau_core.wire import HAS_INCIDENTS
 
 
 def _region_range(region: str) -> tuple[str, str | None, str | None]:
@@ -152,6 +154,15 @@ class _Reads(_Bulk):
             rows = self._conn.execute(_SELECT_AGGREGATES, params)
             return {name: int(value) for name, value in rows}
 
+    def aggregates_many(self, contest: str, regions: Iterable[str]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        with self._errors():
+            for chunk in iter_chunks(list(dict.fromkeys(regions)), _CHUNK):
+                params = {"contest": contest, "regions": list(chunk)}
+                for region, name, value in self._conn.execute(_SELECT_AGGREGATES_MANY, params):
+                    out.setdefault(region, {})[name] = int(value)
+        return out
+
     def reports(self, query: ReportFilter) -> list[StoredReport]:
         r = REPORTS
         clauses: list[Any] = []
@@ -174,6 +185,8 @@ class _Reads(_Bulk):
             if not query.statuses:
                 return []
             clauses.append(r.c.status.in_(sorted(s.value for s in query.statuses)))
+        if query.incidents:
+            clauses.append(r.c.payload.contains(HAS_INCIDENTS, autoescape=True))
         if query.heads_only:
             clauses.append(_is_head())
         columns = _REPORT_COLUMNS if query.payload else _REPORT_COLUMNS_NO_PAYLOAD

@@ -57,6 +57,15 @@ _SELECT_AGGREGATES = sa.select(AGGREGATES.c.name, AGGREGATES.c.value).where(
 )
 
 
+_SELECT_AGGREGATES_MANY = sa.select(
+    AGGREGATES.c.region, AGGREGATES.c.name, AGGREGATES.c.value
+).where(
+    AGGREGATES.c.contest == sa.bindparam("contest"),
+    AGGREGATES.c.region.in_(sa.bindparam("regions", expanding=True)),
+    AGGREGATES.c.value != 0,
+)
+
+
 def _is_head() -> Any:
     newer = REPORTS.alias("newer")
     return ~sa.exists().where(
