@@ -14,6 +14,7 @@ import attrs
 from sipantau_core.access import Action, Principal, Target, authorize
 from sipantau_core.audit import chain
 from sipantau_core.deployment import Deployment
+from sipantau_core.desk._memo import Memo
 from sipantau_core.desk._records import (
     _LEVELS,
     _violations_from,
@@ -102,6 +103,8 @@ class DeskBase:
         self.signature_window = timedelta(hours=float(settings.get("signature_window_hours", 24)))
         self.audit = AuditLog(self, desk_key)
         self._deadlines = Deadlines(deployment)
+        #: results computed from station states, by region and version (see ``_memo``)
+        self._memo = Memo()
         #: the notification channels and escalation rules of ``[settings.notifications]``
         #: (``None`` without them); see :meth:`tick` and ``docs/notifications.md``
         self.notifier: Notifier | None = None

@@ -76,12 +76,20 @@ def _counters(report: TallyReport, station: PollingStation) -> dict[str, int]:
     return out
 
 
+#: The aggregates' contest key of the counters of changes: under it, the counter named
+#: after a contest grows by one for every change of a counted tally of that contest in
+#: the region (a version: what was computed from a region's station states holds while
+#: it does not grow).
+CHANGES_KEY = "@changes"
+
+
 class _Recount:
     """The changes a batch makes to the counts, summed per village first and carried up
     to the district, city and province once at the end (``into``)."""
 
     def __init__(self) -> None:
         self._villages: dict[tuple[str, str], dict[str, int]] = {}
+        self._changes: dict[tuple[str, str], int] = {}
 
     def add(
         self, contest: str, village: str, old: CountedTally | None, new: CountedTally | None
@@ -89,6 +97,7 @@ class _Recount:
         if old is None and new is None:
             return
         key = (contest, village)
+        self._changes[key] = self._changes.get(key, 0) + 1
         delta = self._villages.get(key)
         if delta is None:
             delta = self._villages[key] = {}
@@ -108,7 +117,13 @@ class _Recount:
                     if value:
                         key = (contest, region, name)
                         aggregates[key] = aggregates.get(key, 0) + value
+        for (contest, village), changed in self._changes.items():
+            parts = village.split(".")
+            for region in (village, *(".".join(parts[:n]) for n in (3, 2, 1))):
+                key = (CHANGES_KEY, region, contest)
+                aggregates[key] = aggregates.get(key, 0) + changed
         self._villages.clear()
+        self._changes.clear()
 
 
 def _visible(principal: Principal, record: AuditRecord) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -13,6 +14,7 @@ from sipantau_core.access import Action, Principal, Role
 from sipantau_core.anomalies import single_candidate_tps, turnout_outliers
 from sipantau_core.desk._base import DeskBase
 from sipantau_core.desk._records import (
+    CHANGES_KEY,
     _violations_from,
 )
 from sipantau_core.desk.stages import STAGES_KEY, counter
@@ -28,6 +30,7 @@ from sipantau_core.ports import (
     ReportFilter,
     ReportStatus,
     StationState,
+    StorageTx,
 )
 from sipantau_core.quickcount import ProgressCount, TpsResult, progress_count
 from sipantau_core.results import (
@@ -63,10 +66,20 @@ class Progress(DeskBase):
             if contest_region is None or contest_region.contains(s.code)
         ]
         keys = [(contest_id, s.code.compact) for s in stations]
-        entry = self._audit_entry(principal, "read_tally", what, "ok", where=target)
-        states = self._read_audited(entry, lambda tx: tx.station_states(keys) if keys else {})
         options = self.deployment.contests[contest_id].options
-        result = _progress_of(stations, states, options, confidence)
+
+        def read(tx: StorageTx) -> ProgressCount[int]:
+            version = tx.aggregates(CHANGES_KEY, target.value).get(contest_id, 0)
+            memo_key = ("progress", contest_id, target.value, version, confidence)
+            found: ProgressCount[int] | None = self._memo.get(memo_key)
+            if found is None:
+                states = tx.station_states(keys) if keys else {}
+                found = _progress_of(stations, states, options, confidence)
+                self._memo.put(memo_key, found)
+            return found
+
+        entry = self._audit_entry(principal, "read_tally", what, "ok", where=target)
+        result = self._read_audited(entry, read)
         if principal.role is Role.VIEWER:
             # A release covers the region itself, never the levels below it.
             result = attrs.evolve(result, tables={})
@@ -103,18 +116,38 @@ class Progress(DeskBase):
             ]
             for t in targets
         }
-        keys = sorted({(contest_id, s.code.compact) for found in inside.values() for s in found})
         where = targets[0] if len(targets) == 1 else self._common(targets)
-        entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
-        states = self._read_audited(entry, lambda tx: tx.station_states(keys) if keys else {})
         options = self.deployment.contests[contest_id].options
-        results = _results(states, options)  # each TPS's once, shared by the regions
-        out: dict[str, ProgressCount[int]] = {}
-        for code, found in inside.items():
-            frame = {s.code.compact: s.registered_voters for s in found}
-            reported = [results[c] for c in frame if c in results]
-            out[code] = progress_count(reported, frame, confidence=confidence)
-        return out
+
+        def read(tx: StorageTx) -> dict[str, ProgressCount[int]]:
+            versions = tx.aggregates_many(CHANGES_KEY, list(inside))
+            out: dict[str, ProgressCount[int]] = {}
+            todo: dict[str, tuple[Any, ...]] = {}
+            for code in inside:
+                memo_key = (
+                    "progress",
+                    contest_id,
+                    code,
+                    versions.get(code, {}).get(contest_id, 0),
+                    confidence,
+                )
+                found = self._memo.get(memo_key)
+                if found is None:
+                    todo[code] = memo_key
+                else:
+                    out[code] = found
+            keys = sorted({(contest_id, s.code.compact) for code in todo for s in inside[code]})
+            states = tx.station_states(keys) if keys else {}
+            results = _results(states, options)  # each TPS's once, shared by the regions
+            for code, memo_key in todo.items():
+                frame = {s.code.compact: s.registered_voters for s in inside[code]}
+                reported = [results[c] for c in frame if c in results]
+                out[code] = progress_count(reported, frame, confidence=confidence)
+                self._memo.put(memo_key, out[code])
+            return out
+
+        entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
+        return dict(sorted(self._read_audited(entry, read).items()))
 
     def _common(self, regions: Sequence[RegionCode]) -> RegionCode | None:
         """The smallest region holding all of ``regions`` (``None``: none does)."""

@@ -1,0 +1,39 @@
+"""What a desk computed from a region's station states, kept while the region's counter of
+changes (``CHANGES_KEY`` of :mod:`sipantau_core.desk._records`) stays where it was.
+
+The counter grows in the transaction that changes a counted tally, so a result stored
+under the counter's value is the result for as long as that value is read: the memo never
+serves a count that a newer read would not give. Each process keeps its own (the counter
+is in the storage, shared). Read the counter *before* the states it versions: a change
+that commits in between then leaves a result newer than its key, never older.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+
+class Memo:
+    """A small least-recently-used map, safe across threads."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._found: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._found[key] = value
+            self._found.move_to_end(key)
+            while len(self._found) > self._size:
+                self._found.popitem(last=False)
