@@ -17,9 +17,11 @@ from typing import Any
 
 
 class Memo:
-    """A small least-recently-used map, safe across threads."""
+    """A least-recently-used map, safe across threads. A result is kept under what it is
+    of (without the version) with its version: a newer version replaces it, so the memo
+    holds one result per region asked for, at most ``size``."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 1024) -> None:
         self._size = size
         self._found: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -37,3 +39,13 @@ class Memo:
             self._found.move_to_end(key)
             while len(self._found) > self._size:
                 self._found.popitem(last=False)
+
+    def at(self, key: Hashable, version: int) -> Any | None:
+        """The result kept under ``key`` if it is of ``version``."""
+        found = self.get(key)
+        if found is None or found[0] != version:
+            return None
+        return found[1]
+
+    def keep(self, key: Hashable, version: int, value: Any) -> None:
+        self.put(key, (version, value))

@@ -60,22 +60,22 @@ class Progress(DeskBase):
         what = f"progress:{contest_id}:{target}"
         self._guard(principal, Action.READ_TALLY, target, what=what, released=released)
         contest_region = self.deployment.contests[contest_id].region
-        stations = [
-            s
-            for s in self.deployment.stations_in(target)
-            if contest_region is None or contest_region.contains(s.code)
-        ]
-        keys = [(contest_id, s.code.compact) for s in stations]
         options = self.deployment.contests[contest_id].options
 
         def read(tx: StorageTx) -> ProgressCount[int]:
             version = tx.aggregates(CHANGES_KEY, target.value).get(contest_id, 0)
-            memo_key = ("progress", contest_id, target.value, version, confidence)
-            found: ProgressCount[int] | None = self._memo.get(memo_key)
+            memo_key = ("progress", contest_id, target.value, confidence)
+            found: ProgressCount[int] | None = self._memo.at(memo_key, version)
             if found is None:
+                stations = [
+                    s
+                    for s in self.deployment.stations_in(target)
+                    if contest_region is None or contest_region.contains(s.code)
+                ]
+                keys = [(contest_id, s.code.compact) for s in stations]
                 states = tx.station_states(keys) if keys else {}
                 found = _progress_of(stations, states, options, confidence)
-                self._memo.put(memo_key, found)
+                self._memo.keep(memo_key, version, found)
             return found
 
         entry = self._audit_entry(principal, "read_tally", what, "ok", where=target)
@@ -122,28 +122,23 @@ class Progress(DeskBase):
         def read(tx: StorageTx) -> dict[str, ProgressCount[int]]:
             versions = tx.aggregates_many(CHANGES_KEY, list(inside))
             out: dict[str, ProgressCount[int]] = {}
-            todo: dict[str, tuple[Any, ...]] = {}
+            todo: dict[str, tuple[tuple[Any, ...], int]] = {}
             for code in inside:
-                memo_key = (
-                    "progress",
-                    contest_id,
-                    code,
-                    versions.get(code, {}).get(contest_id, 0),
-                    confidence,
-                )
-                found = self._memo.get(memo_key)
+                memo_key = ("progress", contest_id, code, confidence)
+                version = versions.get(code, {}).get(contest_id, 0)
+                found = self._memo.at(memo_key, version)
                 if found is None:
-                    todo[code] = memo_key
+                    todo[code] = (memo_key, version)
                 else:
                     out[code] = found
             keys = sorted({(contest_id, s.code.compact) for code in todo for s in inside[code]})
             states = tx.station_states(keys) if keys else {}
             results = _results(states, options)  # each TPS's once, shared by the regions
-            for code, memo_key in todo.items():
+            for code, (memo_key, version) in todo.items():
                 frame = {s.code.compact: s.registered_voters for s in inside[code]}
                 reported = [results[c] for c in frame if c in results]
                 out[code] = progress_count(reported, frame, confidence=confidence)
-                self._memo.put(memo_key, out[code])
+                self._memo.keep(memo_key, version, out[code])
             return out
 
         entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
@@ -184,10 +179,7 @@ class Progress(DeskBase):
         if depth == 13:
             return self._stage_progress_by_tps(target, principal, at)
         # Per region: the counters kept by region (see sipantau_core.desk.stages).
-        stations: dict[str, int] = {}
-        for station in self.deployment.stations_in(target):
-            child = station.code.compact[:depth]
-            stations[child] = stations.get(child, 0) + 1
+        stations = self._stations_below(target, depth)
         children = sorted(stations)
         what = f"{Action.READ_STATUS.value}:{target}"
         self._guard(principal, Action.READ_STATUS, target, what=what)
@@ -207,6 +199,18 @@ class Progress(DeskBase):
                 rows.append((stage, in_time, late, missing))
             out.append(StageProgress(region=code, stations=n, stages=tuple(rows)))
         return out
+
+    def _stations_below(self, target: RegionCode, depth: int) -> dict[str, int]:
+        """The number of TPS of each region of ``depth`` digits within ``target``."""
+        key = ("below", target.value, depth)
+        found: dict[str, int] | None = self._memo.get(key)
+        if found is None:
+            found = {}
+            for station in self.deployment.stations_in(target):
+                child = station.code.compact[:depth]
+                found[child] = found.get(child, 0) + 1
+            self._memo.put(key, found)
+        return found
 
     def _stage_progress_by_tps(
         self, target: RegionCode, principal: Principal, at: datetime
