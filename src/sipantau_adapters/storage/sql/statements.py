@@ -134,7 +134,15 @@ def _pg_statements() -> dict[str, Any]:
     s["select_states"] = sa.select(STATIONS).join(
         u, sa.and_(STATIONS.c.contest == u.c.contest, STATIONS.c.station == u.c.station)
     )
-    s["select_states_range"] = sa.select(STATIONS).where(
+    # the counters as text: a whole region's are decoded in one go (see _Bulk._pg_states)
+    s["select_states_range"] = sa.select(
+        STATIONS.c.contest,
+        STATIONS.c.station,
+        STATIONS.c.chain_id,
+        STATIONS.c.counted_report_id,
+        STATIONS.c.counted_version,
+        sa.cast(STATIONS.c.counters, sa.Text).label("counters"),
+    ).where(
         STATIONS.c.contest == sa.bindparam("contest"),
         STATIONS.c.station.between(sa.bindparam("low"), sa.bindparam("high")),
     )
