@@ -205,7 +205,9 @@ EXAMPLE_DIGEST = "ec20e666205b56362cb272251392f81cf9527fa683389f6ed1b429aa4d650d
 EXAMPLE_SIGNATURE = {
     "alg": "ed25519",
     "key_id": "37fe5dcae8cdb982d3bc7fc5a2f4d215",
-    "value": "AXRWV344FtsLa8c2AOpt4uCgLjRDvTsNLTovHfMp6l1-v4JD7EJF1jNaP2iXcFOTN5dKfJfncF8LAg-4pwn-AA",
+    "value": (
+        "AXRWV344FtsLa8c2AOpt4uCgLjRDvTsNLTovHfMp6l1-v4JD7EJF1jNaP2iXcFOTN5dKfJfncF8LAg-4pwn-AA"
+    ),
 }
 
 
