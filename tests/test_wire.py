@@ -234,9 +234,10 @@ def test_a_tally_with_a_photo_carries_its_digest_in_the_signed_bytes() -> None:
     assert isinstance(report, TallyReport) and report.sheet_sha256 == photo
     assert dump_report(report)["sheet_sha256"] == photo
     assert parse_report(dump_report(report)) == report
-    assert canonical_bytes(report) == json.dumps(
-        with_(sheet_sha256=photo), sort_keys=True, separators=(",", ":")
-    ).encode()
+    assert (
+        canonical_bytes(report)
+        == json.dumps(with_(sheet_sha256=photo), sort_keys=True, separators=(",", ":")).encode()
+    )
     key = DeviceKey.from_seed(bytes(range(32)))
     signed = sign_report(report, key)
     verify_report(signed, key.public_key)
