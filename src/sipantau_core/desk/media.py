@@ -31,6 +31,7 @@ from sipantau_core.ports import (
     WriteBatch,
 )
 from sipantau_core.results import MediaReceipt
+from sipantau_core.signing import PublicKey, Signature, SignatureError
 from sipantau_core.wire import parse_report
 
 _T = TypeVar("_T")
@@ -49,7 +50,7 @@ def _references(reports: list[StoredReport]) -> dict[str, list[StoredReport]]:
 
 class Media(DeskBase):
     """Photos that reports reference: :meth:`upload_media`, :meth:`media`,
-    :meth:`station_media`."""
+    :meth:`station_media`; :meth:`device_principal` for uploads a device signs."""
 
     @cached_property
     def max_media_bytes(self) -> int:
@@ -177,6 +178,36 @@ class Media(DeskBase):
             return {h: (None if h not in stored else _without_data(stored[h])) for h in hashes}
 
         return self._read_on_record(principal, what, target, read)
+
+    def device_principal(self, signature: Signature, message: bytes) -> Principal:
+        """The monitor whose enrolled, unrevoked device key made ``signature`` over
+        ``message`` (e.g. :func:`~sipantau_core.signing.media_signing_bytes` of a photo
+        it uploads). Raises :class:`~sipantau_core.signing.SignatureError`:
+        ``signature.unknown_key`` (not enrolled here, or of no monitor of the
+        deployment), ``signature.revoked_key``, ``signature.invalid``."""
+        with self.storage.transaction() as tx:
+            found = tx.device_keys(key_ids=[signature.key_id])
+        record = found[0] if found else None
+        monitor = self.deployment.monitors.get(record.monitor) if record is not None else None
+        if record is None or monitor is None:
+            raise SignatureError(
+                f"the key {signature.key_id} is not enrolled at this desk",
+                code="signature.unknown_key",
+                message_id="kunci perangkat belum terdaftar di desk",
+            )
+        if record.revoked_at is not None and record.revoked_at <= self.clock():
+            raise SignatureError(
+                f"the key {record.key_id} was revoked",
+                code="signature.revoked_key",
+                message_id="kunci perangkat sudah dicabut",
+            )
+        if not PublicKey(record.public_key).verify(signature.value, message):
+            raise SignatureError(
+                "the signature does not match (altered, or signed by another key)",
+                code="signature.invalid",
+                message_id="tanda tangan tidak sah",
+            )
+        return Principal(id=monitor.id, role=Role.MONITOR, scope=monitor.station)
 
     # -- helpers ---------------------------------------------------------------------------
 
