@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from media_helpers import GIF, JPEG, PDF, WEBP, png, sha
+from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_core import (
     Amends,
     Deployment,
@@ -76,9 +77,14 @@ def situation(n: int, *photos: bytes) -> SituationReport:
     )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def desk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Desk]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'desk.db'}"
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'desk.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
     with Desk.open(small_deployment(), storage=url, clock=lambda: NOW) as d:
         yield d
 
@@ -102,6 +108,16 @@ def test_the_type_is_read_from_the_first_bytes() -> None:
     assert sniff_media_type(WEBP) == "image/webp"
     for other in (GIF, PDF, b"", b"RIFF\x00\x00\x00\x00WAVE", b"\xff\xd8"):
         assert sniff_media_type(other) is None
+
+
+def test_the_strategies_draw_tallies_with_and_without_a_photo() -> None:
+    from hypothesis import find
+
+    from sipantau_core.testing.strategies import tally_reports
+
+    with_photo = find(tally_reports(), lambda r: r.sheet_sha256 is not None)
+    assert with_photo.sheet_sha256 is not None and len(with_photo.sheet_sha256) == 64
+    assert find(tally_reports(), lambda r: r.sheet_sha256 is None).sheet_sha256 is None
 
 
 def test_the_references_of_a_report() -> None:
