@@ -12,7 +12,8 @@ and fails the run) and saves:
     web-overview.png   the coordinator's overview of the city (1280 wide)
     web-map.png        the map with the TPS by status
     web-map-risk.png   the map with the TPS by risk level
-    web-tps.png        the drill-down of a TPS whose tally is flagged
+    web-tps.png        the drill-down of a TPS whose tally is flagged, with the photo of
+                       its sheet (which shows the figures the tally misread)
     web-phone.png      the overview on a phone (390 wide)
     web-print.png      the printable summary of the city, as printed
 
@@ -23,6 +24,7 @@ Run from the repository: ``python scripts/screenshots.py [--out docs/img]``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import ipaddress
 import os
 import re
@@ -86,6 +88,15 @@ def day_desk() -> tuple[Desk, str]:
                 for e in batch
             ],
         )
+        for e in batch:  # the photos of the sheets, uploaded after their tallies
+            for data in e.media:
+                desk.upload_media(
+                    data,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    principal=Principal(
+                        id=e.monitor, role=Role.MONITOR, scope=StationCode.parse(e.station)
+                    ),
+                )
     clock[0] = now
     flagged = desk.flagged("16.73", principal=SYSTEM)
     if len(flagged) < 2:
@@ -183,6 +194,10 @@ def shoot(browser: Browser, url: str, token: str, flagged: str, out: Path) -> li
 
         page.goto(f"{url}/tps/{flagged}")
         expect(page.locator("#version-1 .findings li").first).to_be_visible()
+        page.wait_for_function(  # the photo of the sheet, drawn
+            "() => { const i = document.querySelector('#sheet-photo-1 img');"
+            " return i && i.complete && i.naturalWidth > 0; }"
+        )
         page.locator("details.correct summary").click()  # the correction form, open
         save(page, "web-tps.png", full_page=True)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from media_helpers import png, sha
 from sipantau_core.access import Action, Principal, Role, authorize, is_allowed
 from sipantau_core.desk import Desk
 from sipantau_core.domain import (
@@ -80,6 +81,9 @@ METHOD_ACTIONS = {
     "decisions": "read_reports",
     "history": "read_audit",
     "personal_data": "read_personal",
+    "upload_media": "submit",
+    "media": "read_reports",
+    "station_media": "read_reports",
 }
 
 CODES = (
@@ -267,6 +271,8 @@ def test_authorize(case: PolicyCase) -> None:
 T0 = datetime(2024, 11, 27, 6, 0, tzinfo=UTC)
 TPS_A, TPS_B = "1673011001001", "1673021002001"  # in 16.73.01 and in 16.73.02
 MONITOR_OF = {TPS_A: "LLG-0001", TPS_B: "LLG-0003"}
+#: The photo of each TPS's sheet, named by its tally and stored.
+PHOTO_OF = {TPS_A: png(seed=1), TPS_B: png(seed=2)}
 
 PRINCIPALS = {
     "monitor": Principal(id="LLG-0001", role=Role.MONITOR, scope=TPS_A),
@@ -296,6 +302,7 @@ def _tally(station: str, *, total: int) -> TallyReport:
         valid=300,
         invalid=5,
         total=total,
+        sheet_sha256=sha(PHOTO_OF[station]),
     )
 
 
@@ -326,6 +333,8 @@ def _seeded() -> Seeded:
         assert receipt.status == "flagged"
         flagged[station] = receipt.report_id
         desk.submit(_situation(station), principal=system)
+        photo = PHOTO_OF[station]
+        desk.upload_media(photo, sha256=sha(photo), principal=system, station=station)
     return Seeded(desk, flagged)
 
 
@@ -404,6 +413,29 @@ def _calls() -> list[DeskCall]:
                 lambda s, p, t=tps: s.desk.decisions(s.flagged[t], principal=p),
             )
         )
+        calls.append(
+            DeskCall(
+                f"upload_media-at-{tps}",
+                "submit",
+                tps,
+                lambda s, p, t=tps: s.desk.upload_media(
+                    PHOTO_OF[t], sha256=sha(PHOTO_OF[t]), principal=p, station=t
+                ),
+            )
+        )
+        for method in ("media", "station_media"):
+            calls.append(
+                DeskCall(
+                    f"{method}-at-{tps}",
+                    "read_reports",
+                    tps,
+                    lambda s, p, t=tps, m=method: (
+                        s.desk.media(sha(PHOTO_OF[t]), station=t, principal=p)
+                        if m == "media"
+                        else s.desk.station_media(t, principal=p)
+                    ),
+                )
+            )
         calls.append(
             DeskCall(
                 f"personal_data-monitor-at-{tps}",

@@ -1108,6 +1108,9 @@ class _FailingTx(StorageTx):
     def monitors(self, ids: Any = None) -> Any:
         return self._inner.monitors(ids)
 
+    def media(self, sha256s: Any, *, data: bool = True) -> Any:
+        return self._inner.media(sha256s, data=data)
+
     def write(self, batch: WriteBatch) -> None:
         self._inner.write(batch)
         if self._armed():

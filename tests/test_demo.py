@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from pathlib import Path
 
 import pytest
 
 from sipantau_adapters.cli import main
 from sipantau_adapters.demo_scenario import build_scenario, expected_totals
-from sipantau_core import Deployment
+from sipantau_core import Deployment, TallyReport
+from sipantau_core.media import sniff_media_type
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +45,9 @@ def test_the_demo_counts_what_the_monitors_sent(tmp_path: Path) -> None:
     assert "[votes.sum_mismatch]" in text  # an OCR error that was never corrected
     assert "terkejar (outbox)" in text  # the offline device caught up
     assert "Balasan SMS terkirim: 10" in text  # two SMS monitors, five reports each
+    # every tally sent over HTTP came with the photo of its sheet, and the desk has it
+    photos = re.search(r"Foto lembar C\.Hasil diterima desk: (\d+) dari (\d+)", text)
+    assert photos is not None and photos[1] == photos[2] and int(photos[2]) >= 20, text
     deployment = Deployment.load(ROOT / "examples" / "lubuklinggau")
     scenario = build_scenario(deployment, seed=7, stations=30)
     expected = expected_totals(scenario, deployment.contests["walikota"].options)
@@ -57,6 +63,15 @@ def test_the_scenario_is_deterministic() -> None:
     assert len(a.ocr_errors) >= 2
     assert len(a.sms_monitors) == 2
     assert sum(1 for e in a.events if e.resend) == 1
+    # tallies over HTTP carry the photo of the sheet they name; by SMS, none
+    for event in a.events:
+        if isinstance(event.report, TallyReport):
+            named = event.report.sheet_sha256
+            if event.channel == "sms":
+                assert named is None and event.media == ()
+            else:
+                assert [hashlib.sha256(m).hexdigest() for m in event.media] == [named]
+                assert sniff_media_type(event.media[0]) == "image/png"
 
 
 def test_an_interrupt_ends_the_program_without_a_traceback(

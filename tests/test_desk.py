@@ -318,6 +318,9 @@ class TrackedTx(StorageTx):
     def monitors(self, ids: Iterable[str] | None = None) -> dict[str, MonitorRecord]:
         return self.inner.monitors(ids)
 
+    def media(self, sha256s: Any, *, data: bool = True) -> Any:
+        return self.inner.media(sha256s, data=data)
+
     def write(self, batch: WriteBatch) -> None:
         if self.owner.fail_writes and (batch.reports or batch.statuses or batch.releases):
             raise StorageError("the disk is full (test)", code="storage.unavailable")

@@ -210,6 +210,10 @@ class _FaultyTx(StorageTx):
         self._step("notifications")
         return self._tx.notifications(**kwargs)
 
+    def media(self, sha256s: Any, *, data: bool = True) -> Any:
+        self._step("media")
+        return self._tx.media(sha256s, data=data)
+
     def write(self, batch: WriteBatch) -> None:
         self._step("write")
         self._storage.in_write = True

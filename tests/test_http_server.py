@@ -255,6 +255,8 @@ def test_the_served_openapi_document_is_the_one_in_docs(env: Env) -> None:
         ("POST", "/v1/reports"),
         ("GET", "/v1/reports/{report_id}"),
         ("POST", "/v1/devices"),
+        ("PUT", "/v1/media/{sha256}"),
+        ("GET", "/v1/media/{sha256}"),
         ("GET", "/v1/tally/{region}"),
         ("GET", "/v1/status/{region}"),
         ("GET", "/v1/incidents/{region}"),

@@ -3,6 +3,7 @@ the migrations agree, and concurrent first opens do not trip over each other."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -33,6 +34,7 @@ from sipantau_core.ports import (
     CountedTally,
     Decision,
     DeviceKeyRecord,
+    MediaRecord,
     ReleaseRecord,
     ReportFilter,
     ReportStatus,
@@ -356,6 +358,52 @@ def test_0003_downgrades_to_what_release_0_2_reads_and_writes(db_url: str) -> No
         with store.transaction() as tx:
             assert verify_chain(tx.audit()).ok
             assert tx.audit_head()[0] == 3
+    finally:
+        store.close()
+
+
+def test_a_database_of_release_0_4_gets_the_media_table_on_opening(db_url: str) -> None:
+    upgrade(db_url, "0001")
+    _write_as_release_0_1(db_url)  # rows of the older tables, as they were written
+    upgrade(db_url, "0004")
+    with migration_connection(db_url) as (conn, _):
+        assert "media" not in set(sa.inspect(conn).get_table_names())
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    record = MediaRecord(
+        hashlib.sha256(photo).hexdigest(), "image/png", len(photo), photo, "LLG-0001", WITA
+    )
+    store = SQLStorage(db_url)  # upgrades on open
+    try:
+        assert _revision(db_url) == head_revision()
+        with store.transaction() as tx:
+            assert tx.get_reports([V2])[V2].payload == '{"v":2}'  # the old rows stay
+            assert tx.media([record.sha256]) == {}
+            tx.write(WriteBatch(media=[record]))
+        with store.transaction() as tx:
+            assert tx.media([record.sha256]) == {record.sha256: record}
+    finally:
+        store.close()
+
+
+def test_0005_downgrades_to_what_release_0_4_reads_and_writes(db_url: str) -> None:
+    photo = b"\xff\xd8\xff\xe0" + b"\x00" * 64
+    record = MediaRecord(
+        hashlib.sha256(photo).hexdigest(), "image/jpeg", len(photo), photo, "LLG-0001", WITA
+    )
+    store = SQLStorage(db_url)
+    with store.transaction() as tx:
+        tx.write(WriteBatch(media=[record], aggregates={("walikota", "16.73", "total"): 3}))
+    store.close()
+    with migration_connection(db_url) as (conn, schema):
+        command.downgrade(alembic_config(conn, schema), "0004")
+    assert _revision(db_url) == "0004"
+    with migration_connection(db_url) as (conn, _):
+        assert "media" not in set(sa.inspect(conn).get_table_names())
+    store = SQLStorage(db_url)  # and up again: the table is back, empty
+    try:
+        with store.transaction() as tx:
+            assert tx.aggregates("walikota", "16.73") == {"total": 3}
+            assert tx.media([record.sha256]) == {}
     finally:
         store.close()
 

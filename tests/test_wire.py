@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -146,6 +147,9 @@ def test_situation_report_with_incidents() -> None:
         ("{not json", {("$", "json.invalid")}),
         (b"\xff\xfe", {("$", "json.invalid")}),
         (b" " * (MAX_PAYLOAD_BYTES + 1), {("$", "payload.too_large")}),
+        (with_(sheet_sha256="A" * 64), {("$.sheet_sha256", "value.invalid")}),
+        (with_(sheet_sha256="ab" * 31), {("$.sheet_sha256", "value.invalid")}),
+        (with_(sheet_sha256=64), {("$.sheet_sha256", "type.string")}),
     ],
 )
 def test_each_problem_has_its_path_and_code(payload: Any, expected: set[tuple[str, str]]) -> None:
@@ -214,3 +218,53 @@ def test_the_incident_mark_is_in_the_canonical_form_exactly_with_an_incident(
     )
     canonical = canonical_bytes(report).decode("utf-8")
     assert (HAS_INCIDENTS in canonical) == bool(report.incidents)
+
+
+# -- the photo of the sheet (sheet_sha256, an optional field added to sipantau.tally/1) ----
+
+#: What the report EXAMPLE (without a sheet photo) was before ``sheet_sha256`` existed: the
+#: SHA-256 of its canonical bytes, and its signature by the key of seed 0, 1, …, 31.
+EXAMPLE_DIGEST = "ec20e666205b56362cb272251392f81cf9527fa683389f6ed1b429aa4d650dc1"
+EXAMPLE_SIGNATURE = {
+    "alg": "ed25519",
+    "key_id": "37fe5dcae8cdb982d3bc7fc5a2f4d215",
+    "value": (
+        "AXRWV344FtsLa8c2AOpt4uCgLjRDvTsNLTovHfMp6l1-v4JD7EJF1jNaP2iXcFOTN5dKfJfncF8LAg-4pwn-AA"
+    ),
+}
+
+
+def test_a_tally_without_a_photo_keeps_its_bytes_digest_and_signature() -> None:
+    from sipantau_core.signing import DeviceKey, parse_signed, verify_report
+
+    report = parse_report(EXAMPLE)
+    assert isinstance(report, TallyReport) and report.sheet_sha256 is None
+    raw = canonical_bytes(report)
+    assert b"sheet_sha256" not in raw
+    assert hashlib.sha256(raw).hexdigest() == EXAMPLE_DIGEST
+    # a signature made before the field existed still verifies
+    signed = parse_signed({"report": EXAMPLE, "signature": EXAMPLE_SIGNATURE})
+    verify_report(signed, DeviceKey.from_seed(bytes(range(32))).public_key)
+    # and null is read as absent
+    assert canonical_bytes(parse_report(with_(sheet_sha256=None))) == raw
+
+
+def test_a_tally_with_a_photo_carries_its_digest_in_the_signed_bytes() -> None:
+    from sipantau_core.signing import DeviceKey, SignatureError, sign_report, verify_report
+
+    photo = hashlib.sha256(b"foto C.Hasil-KWK").hexdigest()
+    report = parse_report(with_(sheet_sha256=photo))
+    assert isinstance(report, TallyReport) and report.sheet_sha256 == photo
+    assert dump_report(report)["sheet_sha256"] == photo
+    assert parse_report(dump_report(report)) == report
+    assert (
+        canonical_bytes(report)
+        == json.dumps(with_(sheet_sha256=photo), sort_keys=True, separators=(",", ":")).encode()
+    )
+    key = DeviceKey.from_seed(bytes(range(32)))
+    signed = sign_report(report, key)
+    verify_report(signed, key.public_key)
+    # another photo under the same signature: refused
+    other = attrs.evolve(report, sheet_sha256=hashlib.sha256(b"foto lain").hexdigest())
+    with pytest.raises(SignatureError):
+        verify_report(attrs.evolve(signed, report=other), key.public_key)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import random
 import shutil
 import socket
@@ -264,7 +265,7 @@ def run_demo(
                 kind = "sms"
             else:
                 with client(event.monitor, _DEAD_URL if offline else base_url) as c:
-                    delivery = c.submit(event.report)
+                    delivery = c.submit(event.report, media=event.media)
                 kind = "antre (offline)" if offline else delivery.state
         except Exception as e:  # noqa: BLE001 - reported at the end, the day goes on
             with lock:
@@ -383,6 +384,10 @@ def _final(
     by_category = Counter(i.category for i in incidents)
     out.write(f"\nKejadian: {len(incidents)} ({dict(by_category.most_common())})\n")
     out.write(f"Balasan SMS terkirim: {len(replies)}\n")
+    photos = {hashlib.sha256(data).hexdigest() for e in scenario.events for data in e.media}
+    with desk.storage.transaction() as tx:
+        received = len(tx.media(photos, data=False))
+    out.write(f"Foto lembar C.Hasil diterima desk: {received} dari {len(photos)}\n")
     expected = expected_totals(scenario, contest.options)
     got = {f"votes.{n}": city.votes[n] for n in contest.options}
     got.update(

@@ -3,11 +3,14 @@
 Deterministic for a seed. For every TPS of a deployment: a situation report at each
 stage (with incidents, more often at TPS mapped as high-risk) and a tally copied from a
 plausible C.Hasil-KWK; a few tallies carry OCR-style digit errors (a 3 read as an 8), some
-of which are corrected later; one report is resent (a duplicate).
+of which are corrected later; one report is resent (a duplicate). Tallies sent over HTTP
+name the photo of their sheet (``sheet_sha256``) and carry its bytes (``DayEvent.media``):
+the sheet as it is, so a misread tally's photo shows the true figures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Sequence
@@ -15,6 +18,7 @@ from datetime import datetime, time, timedelta
 
 import attrs
 
+from sipantau_adapters.demo_sheet import sheet_photo
 from sipantau_core.deployment import Deployment
 from sipantau_core.domain import (
     Amends,
@@ -68,6 +72,7 @@ class DayEvent:
     channel: str  # "http" or "sms"
     resend: bool = False  # a duplicate of an earlier send
     note: str = ""  # why the demo does this (an OCR error, a correction …)
+    media: tuple[bytes, ...] = ()  # the photos the report names (the sheet's)
 
 
 @attrs.frozen
@@ -222,10 +227,14 @@ def build_scenario(
         at = _at(day, _TALLY_TIME, rng)
         share = _shares(rng, bias[station.code.district])
         tally = _tally(rng, station, contest.id, monitor, at, options, share)
+        media: tuple[bytes, ...] = ()
+        if channel == "http":  # a photo of the sheet goes with it (not by SMS)
+            media = (sheet_photo(tally),)
+            tally = attrs.evolve(tally, sheet_sha256=hashlib.sha256(media[0]).hexdigest())
         wrong = _misread(rng, tally) if station.code in misread else None
         if wrong is not None:
             ocr.append(code)
-            events.append(DayEvent(at, monitor, code, wrong, channel, note="ocr"))
+            events.append(DayEvent(at, monitor, code, wrong, channel, note="ocr", media=media))
             if station.code in corrected:
                 fixed = attrs.evolve(
                     tally,
@@ -233,11 +242,19 @@ def build_scenario(
                     observed_at=at + timedelta(minutes=rng.randint(20, 90)),
                 )
                 events.append(
-                    DayEvent(fixed.observed_at, monitor, code, fixed, channel, note="correction")
+                    DayEvent(
+                        fixed.observed_at,
+                        monitor,
+                        code,
+                        fixed,
+                        channel,
+                        note="correction",
+                        media=media,
+                    )
                 )
                 finals[code] = fixed
         else:
-            events.append(DayEvent(at, monitor, code, tally, channel))
+            events.append(DayEvent(at, monitor, code, tally, channel, media=media))
             finals[code] = tally
     # One monitor resends its tally (a flaky network, a second tap).
     resend = next(

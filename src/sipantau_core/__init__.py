@@ -50,6 +50,7 @@ from sipantau_core.domain import (
 from sipantau_core.errors import (
     ConflictError,
     DeploymentError,
+    MediaError,
     PayloadError,
     PermissionDenied,
     Problem,
@@ -89,6 +90,7 @@ __all__ = [
     "IncidentCatalogue",
     "IncidentCategory",
     "IncidentView",
+    "MediaError",
     "Monitor",
     "PayloadError",
     "PermissionDenied",

@@ -16,6 +16,7 @@ import attrs
 __all__ = [
     "ConflictError",
     "DeploymentError",
+    "MediaError",
     "PayloadError",
     "PermissionDenied",
     "Problem",
@@ -138,3 +139,13 @@ class StorageError(SipantauError):
     serves the URL's scheme; ``storage.integrity``: a constraint refused a write."""
 
     code = "storage.unavailable"
+
+
+class MediaError(SipantauError):
+    """A photo could not be taken. Codes: ``media.invalid_hash`` (not a SHA-256 in
+    lowercase hex), ``media.too_large`` (past the desk's ``max_media_bytes``),
+    ``media.unsupported_type`` (not JPEG, PNG or WebP by its first bytes),
+    ``media.digest_mismatch`` (the bytes' SHA-256 is not the hash named),
+    ``media.not_referenced`` (no report of the sender's at the TPS references the hash)."""
+
+    code = "media.invalid"

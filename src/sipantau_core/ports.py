@@ -3,7 +3,8 @@
 The desk works in transactions. In each it first *reads* what it needs (batch lookups,
 locking the stations whose counts it will change), decides in Python, then *writes* one
 :class:`WriteBatch`: new reports, status changes, the counted tally of each station, the
-deltas of the aggregated counts, decisions, releases and audit entries. A backend applies
+deltas of the aggregated counts, decisions, releases, audit entries and media (the photos
+reports reference, by the SHA-256 of their bytes). A backend applies
 the batch atomically, with the report id and the (chain, version) pair unique by
 constraint. Backends: ``memory://`` and SQL (``sqlite:///``, ``postgresql://``) in
 ``sipantau_adapters``; a third party's passes the contract suite in
@@ -28,6 +29,7 @@ __all__ = [
     "CountedTally",
     "Decision",
     "DeviceKeyRecord",
+    "MediaRecord",
     "MonitorRecord",
     "NotificationRecord",
     "NotificationStatus",
@@ -182,6 +184,22 @@ class MonitorRecord:
     enrolled_at: datetime
 
 
+@attrs.frozen
+class MediaRecord:
+    """A photo that a report references (a tally's ``sheet_sha256``, an incident's
+    ``media_sha256``), stored under the SHA-256 of its bytes (``sha256``, lowercase hex):
+    content-addressed, so the same bytes are stored once. ``content_type`` is what the
+    desk read from the bytes (``image/jpeg``, ``image/png``, ``image/webp``); ``size``
+    the number of bytes; who uploaded it first, and when."""
+
+    sha256: str
+    content_type: str
+    size: int
+    data: bytes
+    uploaded_by: str
+    uploaded_at: datetime
+
+
 class NotificationStatus(enum.Enum):
     """Where a queued notification stands."""
 
@@ -239,6 +257,9 @@ class WriteBatch:
     notifications: list[NotificationRecord] = attrs.field(factory=list)
     #: the delivery state of queued notifications, replaced by ``dedupe_key``
     notification_updates: list[NotificationRecord] = attrs.field(factory=list)
+    #: media, stored unless the same ``sha256`` is stored already (then skipped: not an
+    #: error, and the first upload's record stays)
+    media: list[MediaRecord] = attrs.field(factory=list)
 
     def add(self, key: AggregateKey, delta: int) -> None:
         if delta:
@@ -258,6 +279,7 @@ class WriteBatch:
             or self.monitors
             or self.notifications
             or self.notification_updates
+            or self.media
         )
 
 
@@ -367,6 +389,12 @@ class StorageTx(abc.ABC):
         transactions that lock the same records wait for this one (so that one sender
         claims them)."""
 
+    @abc.abstractmethod
+    def media(self, sha256s: Iterable[str], *, data: bool = True) -> dict[str, MediaRecord]:
+        """The stored media among ``sha256s``, by hash. ``data=False``: the caller needs
+        the record only (content type, size, who, when), and a backend may leave
+        ``data`` empty (``b""``) rather than read the bytes."""
+
     # -- the write -----------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -380,7 +408,9 @@ class StorageTx(abc.ABC):
         monitors (by id), queue the new notifications (each numbered ``seq`` in batch
         order; one whose ``dedupe_key`` is queued already is skipped, not an error) and
         replace the delivery state of ``notification_updates`` by ``dedupe_key`` (keeping
-        ``seq``; a key not queued is a ``storage.integrity`` ConflictError)."""
+        ``seq``; a key not queued is a ``storage.integrity`` ConflictError), and store the
+        new media (one whose ``sha256`` is stored already, or comes twice in the batch, is
+        stored once: the first record stays; not an error)."""
 
 
 class Storage(abc.ABC):

@@ -22,6 +22,7 @@ from sipantau_core.rules import Violation
 __all__ = [
     "BulkResult",
     "IncidentView",
+    "MediaReceipt",
     "Receipt",
     "ReceiptStatus",
     "StageProgress",
@@ -129,6 +130,20 @@ class IncidentView:
     severity: int
     text: str
     media_sha256: str | None
+
+
+@attrs.frozen
+class MediaReceipt:
+    """What the desk answers an upload of a photo: ``stored``, or ``duplicate`` when the
+    same bytes were stored already (nothing changed; ``uploaded_at`` is the first
+    upload's). ``content_type`` is what the desk read from the bytes."""
+
+    sha256: str
+    status: Literal["stored", "duplicate"]
+    content_type: str
+    size: int
+    station: str
+    uploaded_at: datetime
 
 
 @attrs.frozen

@@ -3,8 +3,10 @@
 Each monitor's device holds an Ed25519 key. A submission carries a signature over
 :func:`signing_bytes` of the report: a fixed context string followed by the report's
 canonical bytes (:func:`sipantau_core.wire.canonical_bytes`), so a signature can neither
-be moved to another report (the report id is covered) nor to another protocol. Desk
-staff authenticate with random tokens that the desk stores only as hashes.
+be moved to another report (the report id is covered) nor to another protocol. The
+upload of a photo a report references is signed over :func:`media_signing_bytes` (another
+context string and the photo's SHA-256). Desk staff authenticate with random tokens that
+the desk stores only as hashes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sipantau_core.errors import PayloadError, Problem, SipantauError
 from sipantau_core.wire import canonical_bytes, dump_report, parse_report
 
 __all__ = [
+    "MEDIA_SIGNATURE_CONTEXT",
     "SIGNATURE_CONTEXT",
     "DeviceKey",
     "PublicKey",
@@ -40,8 +43,10 @@ __all__ = [
     "SignatureError",
     "SignedReport",
     "hash_token",
+    "media_signing_bytes",
     "new_token",
     "parse_signed",
+    "sign_media",
     "sign_report",
     "signing_bytes",
     "token_matches",
@@ -50,6 +55,8 @@ __all__ = [
 
 #: Domain separation: what a report signature covers starts with these bytes.
 SIGNATURE_CONTEXT: Final = b"sipantau/report-signature/v1\x00"
+#: What the signature of a photo's upload covers starts with these bytes.
+MEDIA_SIGNATURE_CONTEXT: Final = b"sipantau/media-upload/v1\x00"
 _TOKEN_CONTEXT: Final = b"sipantau/staff-token/v1\x00"
 ALGORITHM: Final = "ed25519"
 
@@ -216,6 +223,18 @@ def verify_report(signed: SignedReport, key: PublicKey) -> None:
             code="signature.invalid",
             message_id="tanda tangan laporan tidak sah",
         )
+
+
+def media_signing_bytes(sha256: str) -> bytes:
+    """What the signature of a photo's upload covers: the context string and the photo's
+    SHA-256 (lowercase hex, as the report names it). The hash binds the bytes: a replay
+    can only upload the same photo again (a harmless duplicate)."""
+    return MEDIA_SIGNATURE_CONTEXT + sha256.encode("ascii")
+
+
+def sign_media(sha256: str, key: DeviceKey) -> Signature:
+    """The device's signature for uploading the photo whose SHA-256 is ``sha256``."""
+    return Signature(key.public_key.key_id, key.sign(media_signing_bytes(sha256)))
 
 
 def parse_signed(data: bytes | str | Mapping[str, Any]) -> SignedReport:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from sipantau_core.errors import (
     ConflictError,
+    MediaError,
     PayloadError,
     PermissionDenied,
     Problem,
@@ -99,6 +100,15 @@ class ApiError(Exception):
         return api_error(PayloadError(problems), "submit")
 
 
+#: The status of each refusal of a photo (``media.invalid_hash`` and others: 400).
+_MEDIA_STATUS: Final = {
+    "media.too_large": 413,
+    "media.unsupported_type": 415,
+    "media.not_referenced": 409,
+    "media.digest_mismatch": 422,
+}
+
+
 def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, round(seconds)))}
 
@@ -111,6 +121,8 @@ def api_error(exc: SipantauError, context: Context, *, retry_after: float = 1) -
         if "payload.too_large" in exc.codes:
             return ApiError(413, "payload.too_large", message, message_id)
         return ApiError(400, exc.code, message, message_id, violations=problems_json(exc.problems))
+    if isinstance(exc, MediaError):
+        return ApiError(_MEDIA_STATUS.get(code, 400), code, message, message_id)
     if isinstance(exc, SignatureError):
         return ApiError(400 if code == "signature.malformed" else 401, code, message, message_id)
     if isinstance(exc, PermissionDenied):

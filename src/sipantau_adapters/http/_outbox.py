@@ -373,16 +373,21 @@ class Delivery:
 
 @attrs.frozen
 class FlushResult:
-    """What a flush did: every attempt's result, and what the outbox holds afterwards."""
+    """What a flush did: every attempt's result, and what the outbox holds afterwards;
+    of the photos (:mod:`._media`): how many are still to go, refused, and delivered by
+    this flush."""
 
     results: tuple[Delivery, ...]
     pending: int
     refused: int
+    media_pending: int = 0
+    media_refused: int = 0
+    media_delivered: int = 0
 
     @property
     def done(self) -> bool:
-        """Nothing left to send (refused reports stay for inspection)."""
-        return self.pending == 0
+        """Nothing left to send, reports or photos (refused ones stay for inspection)."""
+        return self.pending == 0 and self.media_pending == 0
 
     @property
     def delivered(self) -> tuple[Delivery, ...]:

@@ -5,8 +5,10 @@ outbox (SQLite, WAL, ``synchronous=FULL``) before any network I/O; then it deliv
 retrying connection errors, timeouts, 5xx and 429 with exponential backoff and jitter.
 Report ids make a resend idempotent (the desk answers ``duplicate``), so a report reaches
 the desk once whatever the network or the process does. :class:`AsyncMonitorClient` is
-the same on ``httpx.AsyncClient``. :class:`StaffClient` reads tallies, station status
-and incidents and enrols device keys with a bearer token.
+the same on ``httpx.AsyncClient``. The photos a report names (its tally sheet's, its
+incidents') are queued in the outbox with it and uploaded once the desk holds the report
+(:mod:`._media`). :class:`StaffClient` reads tallies, station status, incidents and
+photos and enrols device keys with a bearer token.
 
 See ``docs/client.md``.
 """
@@ -19,7 +21,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,9 +33,21 @@ import httpx
 from sipantau_core.desk import IncidentView, StageState, StationStatus, Tally
 from sipantau_core.domain import Report, SecurityStatus, Stage
 from sipantau_core.errors import SipantauError
-from sipantau_core.signing import DeviceKey, PublicKey, sign_report
+from sipantau_core.media import media_references
+from sipantau_core.signing import DeviceKey, PublicKey, sign_media, sign_report
 from sipantau_core.wire import MAX_PAYLOAD_BYTES, canonical_bytes, parse_report
 
+from ._media import (
+    MediaDelivery,
+    MediaEntry,
+    MediaQueue,
+    Step,
+    Upload,
+    classify_upload,
+    deliver_flow,
+    flush_flow,
+    media_flow,
+)
 from ._outbox import (
     Delivery,
     Engine,
@@ -46,7 +60,6 @@ from ._outbox import (
     RetryPolicy,
     Send,
     ServerMessage,
-    Step,
     classify_response,
     server_message,
     transport_failure,
@@ -58,6 +71,8 @@ __all__ = [
     "Delivery",
     "DeskUnreachable",
     "FlushResult",
+    "MediaDelivery",
+    "MediaEntry",
     "MonitorClient",
     "OutboxEntry",
     "OutboxError",
@@ -69,6 +84,7 @@ __all__ = [
 #: Per phase (connect, read, write, pool): a TPS on 2G needs patience, not forever.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(15.0, connect=10.0)
 REPORTS_PATH: Final = "/v1/reports"
+MEDIA_PATH: Final = "/v1/media/"
 _JSON: Final = {"content-type": "application/json", "accept": "application/json"}
 
 T = TypeVar("T")
@@ -100,10 +116,14 @@ class _MonitorBase:
         self.retry = retry or RetryPolicy()
         self._clock = clock or _utcnow
         self.outbox = Outbox(outbox, clock=self._clock)
+        #: the photos, in the outbox file's table of their own
+        self.media_queue = MediaQueue(self.outbox)
         self._engine = Engine(self.outbox, self.retry, self._clock, rng or random.Random())
 
-    def _store(self, report: Report) -> OutboxEntry:
-        """Sign ``report`` and commit it to the outbox (before any network I/O)."""
+    def _store(self, report: Report, media: Sequence[bytes] = ()) -> OutboxEntry:
+        """Sign ``report`` and commit it to the outbox (before any network I/O), after
+        the photos ``media`` it names (so that the report is never queued without
+        them)."""
         if report.monitor != self.monitor_id:
             raise OutboxError(
                 f"the report names monitor {report.monitor!r}, this client is {self.monitor_id!r}",
@@ -120,13 +140,55 @@ class _MonitorBase:
                 code="payload.too_large",
                 message_id="laporan terlalu besar untuk dikirim; persingkat teksnya",
             )
+        digest = hashlib.sha256(canonical_bytes(report)).hexdigest()
+        if media:
+            named = set(media_references(report))
+            for data in media:
+                if hashlib.sha256(data).hexdigest() not in named:
+                    raise OutboxError(
+                        "a photo given with the report is not the one it names (its "
+                        "SHA-256 is not the tally's sheet_sha256 nor an incident's "
+                        "media_sha256)",
+                        code="outbox.media_unreferenced",
+                        message_id="foto yang dilampirkan tidak disebut dalam laporan",
+                    )
+            queued = self.outbox.get(report.report_id)
+            if queued is None or queued.digest == digest:  # else: outbox.conflict below
+                self.media_queue.add(media, report_id=report.report_id)
         return self.outbox.add(
             report_id=report.report_id,
             monitor=report.monitor,
             kind=report.kind,
-            digest=hashlib.sha256(canonical_bytes(report)).hexdigest(),
+            digest=digest,
             payload=payload,
         )
+
+    def _upload_request(self, entry: MediaEntry) -> tuple[str, dict[str, str]]:
+        """The path and the signed headers of a photo's upload."""
+        signature = sign_media(entry.sha256, self.key).to_wire()
+        headers = {
+            "content-type": entry.content_type,
+            "accept": "application/json",
+            "x-sipantau-key-id": signature["key_id"],
+            "x-sipantau-signature": signature["value"],
+        }
+        return MEDIA_PATH + entry.sha256, headers
+
+    def _queue_photo(self, data: bytes) -> MediaEntry:
+        [entry] = self.media_queue.add([data], report_id=None)
+        return entry
+
+    def media_status(self, sha256: str) -> MediaDelivery:
+        """A photo's state in the outbox (no network)."""
+        entry = self.media_queue.get(sha256)
+        if entry is None:
+            raise OutboxError(f"no photo {sha256} in the outbox", code="outbox.not_found")
+        return entry.delivery()
+
+    def media_entries(self, state: EntryState | None = None) -> list[MediaEntry]:
+        """The photos in the outbox, oldest first; ``state``: ``pending``, ``delivered``
+        or ``refused``."""
+        return self.media_queue.entries(state)
 
     def _key_header(self) -> dict[str, str]:
         return {"x-sipantau-key-id": self.key.public_key.key_id, "accept": "application/json"}
@@ -232,23 +294,39 @@ class MonitorClient(_MonitorBase):
     ) -> None:
         self.close()
 
-    def submit(self, report: Report) -> Delivery:
-        """Sign, store durably, deliver. Raises only :class:`OutboxError` (the report could
-        not be stored); every network or server problem is in the :class:`Delivery`."""
-        entry = self._store(report)
-        if entry.state != "pending":
-            return entry.delivery()
-        return self._run(self._engine.submit_flow(entry.report_id))
+    def submit(self, report: Report, *, media: Sequence[bytes] = ()) -> Delivery:
+        """Sign, store durably, deliver; then upload the photos ``media`` the report
+        names (queued with it, sent once the desk holds the report: their state is in
+        :meth:`media_entries`). Raises only :class:`OutboxError` (the report could not
+        be stored); every network or server problem is in the :class:`Delivery`."""
+        entry = self._store(report, media)
+        delivery = entry.delivery()
+        if entry.state == "pending":
+            delivery = self._run(self._engine.submit_flow(entry.report_id))
+        if delivery.delivered:
+            self._run(media_flow(self._engine, self.media_queue, report_id=entry.report_id))
+        return delivery
+
+    def upload_media(self, data: bytes) -> MediaDelivery:
+        """Queue the photo ``data`` (JPEG, PNG or WebP) and upload it now, with the
+        retries of a submission; a report of this monitor at the desk must name it (else
+        ``refused`` with ``media.not_referenced``). Kept and sent later when the desk
+        cannot be reached."""
+        entry = self._queue_photo(data)
+        self._run(media_flow(self._engine, self.media_queue, only=entry.sha256))
+        return self.media_status(entry.sha256)
 
     def deliver_pending(self, *, force: bool = False) -> list[Delivery]:
         """One pass over the outbox, oldest first: send what is due (everything pending
-        if ``force``); stop at the first failure. The results of the attempts made."""
-        return self._run(self._engine.deliver_pass(force=force))
+        if ``force``), then the photos that became due; stop at the first failure. The
+        results of the reports' attempts made."""
+        return self._run(deliver_flow(self._engine, self.media_queue, force=force))
 
     def flush(self, timeout: float | None = 60.0) -> FlushResult:
-        """Send everything pending now, then again as backoffs end, until the outbox is
-        empty or ``timeout`` seconds have passed (``None``: until empty)."""
-        return self._run(self._engine.flush_flow(timeout))
+        """Send everything pending (reports, then their photos) now, then again as
+        backoffs end, until the outbox is empty or ``timeout`` seconds have passed
+        (``None``: until empty)."""
+        return self._run(flush_flow(self._engine, self.media_queue, timeout))
 
     def health(self) -> bool:
         """Whether the desk answers ``GET /v1/health`` with ok."""
@@ -278,6 +356,16 @@ class MonitorClient(_MonitorBase):
             response.status_code, response.headers, response.content, self._clock()
         )
 
+    def _upload(self, entry: MediaEntry) -> Outcome:
+        path, headers = self._upload_request(entry)
+        try:
+            response = self._http.put(path, content=entry.data, headers=headers)
+        except httpx.RequestError as e:
+            return transport_failure(e)
+        return classify_upload(
+            response.status_code, response.headers, response.content, self._clock(), entry.sha256
+        )
+
     def _run(self, flow: Generator[Step, Outcome | None, T]) -> T:
         with self._lock:
             try:
@@ -285,6 +373,8 @@ class MonitorClient(_MonitorBase):
                 while True:
                     if isinstance(step, Send):
                         step = flow.send(self._send(step.entry))
+                    elif isinstance(step, Upload):
+                        step = flow.send(self._upload(step.entry))
                     else:
                         self._sleep(step.seconds)
                         step = flow.send(None)
@@ -336,20 +426,30 @@ class AsyncMonitorClient(_MonitorBase):
     ) -> None:
         await self.aclose()
 
-    async def submit(self, report: Report) -> Delivery:
+    async def submit(self, report: Report, *, media: Sequence[bytes] = ()) -> Delivery:
         """See :meth:`MonitorClient.submit`."""
-        entry = self._store(report)
-        if entry.state != "pending":
-            return entry.delivery()
-        return await self._run(self._engine.submit_flow(entry.report_id))
+        entry = self._store(report, media)
+        delivery = entry.delivery()
+        if entry.state == "pending":
+            delivery = await self._run(self._engine.submit_flow(entry.report_id))
+        if delivery.delivered:
+            flow = media_flow(self._engine, self.media_queue, report_id=entry.report_id)
+            await self._run(flow)
+        return delivery
+
+    async def upload_media(self, data: bytes) -> MediaDelivery:
+        """See :meth:`MonitorClient.upload_media`."""
+        entry = self._queue_photo(data)
+        await self._run(media_flow(self._engine, self.media_queue, only=entry.sha256))
+        return self.media_status(entry.sha256)
 
     async def deliver_pending(self, *, force: bool = False) -> list[Delivery]:
         """See :meth:`MonitorClient.deliver_pending`."""
-        return await self._run(self._engine.deliver_pass(force=force))
+        return await self._run(deliver_flow(self._engine, self.media_queue, force=force))
 
     async def flush(self, timeout: float | None = 60.0) -> FlushResult:
         """See :meth:`MonitorClient.flush`."""
-        return await self._run(self._engine.flush_flow(timeout))
+        return await self._run(flush_flow(self._engine, self.media_queue, timeout))
 
     async def health(self) -> bool:
         try:
@@ -375,6 +475,16 @@ class AsyncMonitorClient(_MonitorBase):
             response.status_code, response.headers, response.content, self._clock()
         )
 
+    async def _upload(self, entry: MediaEntry) -> Outcome:
+        path, headers = self._upload_request(entry)
+        try:
+            response = await self._http.put(path, content=entry.data, headers=headers)
+        except httpx.RequestError as e:
+            return transport_failure(e)
+        return classify_upload(
+            response.status_code, response.headers, response.content, self._clock(), entry.sha256
+        )
+
     async def _run(self, flow: Generator[Step, Outcome | None, T]) -> T:
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -384,6 +494,8 @@ class AsyncMonitorClient(_MonitorBase):
                 while True:
                     if isinstance(step, Send):
                         step = flow.send(await self._send(step.entry))
+                    elif isinstance(step, Upload):
+                        step = flow.send(await self._upload(step.entry))
                     else:
                         await self._sleep(step.seconds)
                         step = flow.send(None)
@@ -553,6 +665,17 @@ class StaffClient:
         text = public_key.to_text() if isinstance(public_key, PublicKey) else public_key
         data = self._request("POST", "/v1/devices", json={"monitor": monitor, "public_key": text})
         return str(data["key_id"])
+
+    def media(self, sha256: str, *, station: str) -> tuple[str, bytes]:
+        """``GET /v1/media/{sha256}?station=``: the content type and the bytes of a photo
+        a report of TPS ``station`` names."""
+        try:
+            response = self._http.get(MEDIA_PATH + sha256, params={"station": station})
+        except httpx.RequestError as e:
+            raise _unreachable(e) from e
+        if not response.is_success:
+            _answer(response)  # raises the desk's error
+        return response.headers.get("content-type", ""), response.content
 
     def receipt(self, report_id: UUID | str) -> Mapping[str, Any]:
         """``GET /v1/reports/{report_id}``: the receipt of a stored report as it stands."""

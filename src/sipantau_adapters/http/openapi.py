@@ -16,7 +16,7 @@ JSON: Final = "application/json"
 
 #: Every status the API answers with, and the error codes under it.
 ERROR_STATUSES: Final[dict[int, tuple[str, ...]]] = {
-    400: ("payload.invalid", "signature.malformed", "contest.ambiguous"),
+    400: ("payload.invalid", "signature.malformed", "contest.ambiguous", "media.invalid_hash"),
     401: (
         "access.unauthenticated",
         "access.bad_token",
@@ -42,6 +42,7 @@ ERROR_STATUSES: Final[dict[int, tuple[str, ...]]] = {
         "report.unknown_monitor",
         "report.unknown_contest",
         "region.unknown",
+        "media.not_found",
     ),
     405: ("http.method_not_allowed",),
     409: (
@@ -50,9 +51,10 @@ ERROR_STATUSES: Final[dict[int, tuple[str, ...]]] = {
         "report.station_already_reported",
         "report.amends_unknown",
         "key.taken",
+        "media.not_referenced",
     ),
-    413: ("payload.too_large",),
-    415: ("payload.unsupported_media_type",),
+    413: ("payload.too_large", "media.too_large"),
+    415: ("payload.unsupported_media_type", "media.unsupported_type"),
     422: (
         "report.flagged",
         "report.unknown_station",
@@ -60,6 +62,7 @@ ERROR_STATUSES: Final[dict[int, tuple[str, ...]]] = {
         "report.unknown_contest",
         "report.unknown_incident_category",
         "report.monitor_mismatch",
+        "media.digest_mismatch",
     ),
     429: ("server.busy",),
     500: ("server.error",),
@@ -71,11 +74,12 @@ _DESCRIPTIONS: Final = {
     "a malformed signature object",
     401: "No or an unknown bearer token; a signature that is not accepted",
     403: "The principal may not do this (the desk's access rules)",
-    404: "Unknown endpoint, report, region, TPS or contest",
+    404: "Unknown endpoint, report, region, TPS, contest or photo",
     405: "Method not allowed on this path",
-    409: "Conflicts with what the desk holds (same id other content, stale correction, …)",
-    413: "Request body larger than 64 KiB",
-    415: "Body not sent as application/json in UTF-8",
+    409: "Conflicts with what the desk holds (same id other content, stale correction, a "
+    "photo no report of the sender names, …)",
+    413: "Request body larger than 64 KiB (a photo: than the desk's max_media_bytes)",
+    415: "Body not sent as application/json in UTF-8 (a photo: not JPEG, PNG or WebP)",
     422: "Not stored: the report names something the deployment lacks (do not retry)",
     429: "Too many submissions waiting: retry after ``Retry-After`` seconds",
     500: "Internal error (generic body, never a traceback)",
@@ -119,6 +123,16 @@ def _region_param() -> dict[str, Any]:
         "too) or a 13-digit TPS code",
         "schema": {"type": "string"},
         "example": "16.73.01",
+    }
+
+
+def _sha256_param() -> dict[str, Any]:
+    return {
+        "name": "sha256",
+        "in": "path",
+        "required": True,
+        "description": "The photo's SHA-256 as the report names it (sheet_sha256, media_sha256)",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     }
 
 
@@ -366,6 +380,31 @@ def _schemas() -> dict[str, Any]:
                 "incidents": {"type": "array", "items": _ref("Incident")},
             },
         },
+        "MediaReceipt": {
+            "type": "object",
+            "required": ["sha256", "status", "content_type", "size", "station", "uploaded_at"],
+            "properties": {
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "status": {"type": "string", "enum": ["stored", "duplicate"]},
+                "content_type": {
+                    "type": "string",
+                    "enum": ["image/jpeg", "image/png", "image/webp"],
+                    "description": "As read from the photo's first bytes",
+                },
+                "size": integer,
+                "station": {**string, "description": "13-digit TPS code"},
+                "uploaded_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "When the photo was first stored",
+                },
+            },
+        },
+        "MediaResponse": {
+            "type": "object",
+            "required": ["media"],
+            "properties": {"media": _ref("MediaReceipt")},
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -390,8 +429,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "sipantau desk API",
             "version": "1",
             "description": "Election-day monitoring desk: monitors submit signed tally and "
-            "situation reports; desk staff read tallies, station status and incidents "
-            "under the desk's access rules. See docs/http.md.",
+            "situation reports and upload the photos they reference; desk staff read "
+            "tallies, station status and incidents under the desk's access rules. See "
+            "docs/http.md.",
         },
         "servers": [{"url": "/"}],
         "components": {
@@ -407,6 +447,14 @@ def openapi_document() -> dict[str, Any]:
                     "name": "X-Sipantau-Key-Id",
                     "description": "An enrolled, unrevoked device key id: a monitor reads "
                     "the receipts of its own reports",
+                },
+                "deviceSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Sipantau-Signature",
+                    "description": "With X-Sipantau-Key-Id: the device key's Ed25519 "
+                    "signature (unpadded base64url) over the bytes "
+                    "'sipantau/media-upload/v1' NUL and the photo's SHA-256 in hex",
                 },
             },
             "headers": {
@@ -490,6 +538,80 @@ def openapi_document() -> dict[str, Any]:
                         "422": _error(422, ("report.unknown_monitor",)),
                     },
                 }
+            },
+            "/v1/media/{sha256}": {
+                "put": {
+                    "operationId": "uploadMedia",
+                    "summary": "Upload the photo a stored report references (a tally "
+                    "sheet's, an incident's)",
+                    "description": "The body is the photo's bytes (JPEG, PNG or WebP, at "
+                    "most the desk's max_media_bytes, 8 MiB by default), whose SHA-256 "
+                    "must be the one in the path, named by a report of the sender's at "
+                    "the TPS. Signed by the monitor's device (both headers), or sent by "
+                    "desk staff with a bearer token and ?station=. Idempotent: the same "
+                    "photo again is a duplicate.",
+                    "security": [{"deviceKey": [], "deviceSignature": []}, {"bearer": []}],
+                    "parameters": [
+                        _sha256_param(),
+                        {
+                            "name": "station",
+                            "in": "query",
+                            "required": False,
+                            "description": "The TPS (desk staff only; a monitor's is its own)",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            t: {"schema": {"type": "string", "format": "binary"}}
+                            for t in (
+                                "image/jpeg",
+                                "image/png",
+                                "image/webp",
+                                "application/octet-stream",
+                            )
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "Stored",
+                            "content": {JSON: {"schema": _ref("MediaResponse")}},
+                        },
+                        "200": {
+                            "description": "The same photo was stored already (status duplicate)",
+                            "content": {JSON: {"schema": _ref("MediaResponse")}},
+                        },
+                        **_errors(400, 401, 403, 409, 413, 415, 503),
+                        "422": _error(422, ("report.unknown_station", "media.digest_mismatch")),
+                    },
+                },
+                "get": {
+                    "operationId": "getMedia",
+                    "summary": "A photo as a report of the TPS references it (desk staff "
+                    "who may read the TPS's reports)",
+                    "security": _BEARER,
+                    "parameters": [
+                        _sha256_param(),
+                        {
+                            "name": "station",
+                            "in": "query",
+                            "required": True,
+                            "description": "The TPS whose report names the photo",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The photo, with the content type read from it",
+                            "content": {
+                                t: {"schema": {"type": "string", "format": "binary"}}
+                                for t in ("image/jpeg", "image/png", "image/webp")
+                            },
+                        },
+                        **_errors(400, 401, 403, 404, 503),
+                    },
+                },
             },
             "/v1/tally/{region}": {
                 "get": {

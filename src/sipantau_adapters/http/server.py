@@ -7,6 +7,8 @@
   transaction committed (group commit, see :mod:`sipantau_adapters.http._batch`);
 - ``GET /v1/reports/{report_id}``: the receipt of a stored report;
 - ``POST /v1/devices``: enrol a monitor's device key;
+- ``PUT /v1/media/{sha256}``: the photo a report references (signed by the device, see
+  :mod:`sipantau_adapters.http.media`); ``GET`` for desk staff;
 - ``GET /v1/tally/{region}``, ``GET /v1/status/{region}``, ``GET /v1/incidents/{region}``:
   reads for desk staff, under the desk's access rules;
 - ``GET /v1/health`` and ``GET /openapi.json``.
@@ -54,6 +56,7 @@ from sipantau_adapters.http._errors import (
     json_response,
     log_unexpected,
 )
+from sipantau_adapters.http.media import media_routes
 from sipantau_adapters.http.openapi import openapi_document
 from sipantau_core.access import Principal, Role
 from sipantau_core.desk import Desk, IncidentView, Receipt, StationStatus, Tally
@@ -630,6 +633,7 @@ def create_app(
         Route("/v1/tally/{region}", _guarded(api.get_tally), methods=["GET"]),
         Route("/v1/status/{region}", _guarded(api.get_status), methods=["GET"]),
         Route("/v1/incidents/{region}", _guarded(api.get_incidents), methods=["GET"]),
+        *media_routes(api, _guarded),
         Route("/v1/health", _guarded(api.health), methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]

@@ -21,6 +21,7 @@ from sipantau_core.ports import (
     AuditRecord,
     Decision,
     DeviceKeyRecord,
+    MediaRecord,
     MonitorRecord,
     NotificationRecord,
     NotificationStatus,
@@ -53,6 +54,7 @@ class _State:
         self.monitors: dict[str, MonitorRecord] = {}
         self.notifications: dict[str, NotificationRecord] = {}  # by dedupe key, in seq order
         self.notification_seq = 0
+        self.media: dict[str, MediaRecord] = {}  # by SHA-256 of the bytes
 
 
 class _MemoryTx(StorageTx):
@@ -162,6 +164,9 @@ class _MemoryTx(StorageTx):
         ]
         return found[:limit] if limit is not None else found
 
+    def media(self, sha256s: Iterable[str], *, data: bool = True) -> dict[str, MediaRecord]:
+        return {h: self._s.media[h] for h in sha256s if h in self._s.media}
+
     def write(self, batch: WriteBatch) -> None:
         s = self._s
         # Check every constraint before changing anything.
@@ -222,6 +227,10 @@ class _MemoryTx(StorageTx):
         _upsert(undo, s.tokens, {t.token_hash: t for t in batch.tokens})
         _upsert(undo, s.monitors, {m.id: m for m in batch.monitors})
         self._queue(batch)
+        for record in batch.media:
+            if record.sha256 not in s.media:  # content-addressed: stored once
+                s.media[record.sha256] = record
+                undo.append(partial(_restore_any, s.media, record.sha256, None))
 
     def _queue(self, batch: WriteBatch) -> None:
         s, undo = self._s, self.undo

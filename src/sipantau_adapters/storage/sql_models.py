@@ -11,7 +11,8 @@ row per ``(contest, region, name)``; a report's status is one of the port's stat
 audit entry's ``seq`` (assigned by the desk) is unique and positive, and ``audit_head`` has
 one row, the last entry's ``(seq, link)``; a device key, a staff token and a monitor have
 one row per key id, token hash and monitor id; a queued notification one row per
-``dedupe_key`` (0004), its status one of the port's notification statuses.
+``dedupe_key`` (0004), its status one of the port's notification statuses; a stored photo
+one row per SHA-256 of its bytes (0005).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "AUDIT_HEAD",
     "DECISIONS",
     "DEVICE_KEYS",
+    "MEDIA",
     "MONITORS",
     "NOTIFICATIONS",
     "RELEASES",
@@ -45,6 +47,7 @@ __all__ = [
     "AuditRow",
     "DecisionRow",
     "DeviceKeyRow",
+    "MediaRow",
     "MonitorRow",
     "NotificationRow",
     "ReleaseRow",
@@ -294,6 +297,22 @@ class NotificationRow(_Base, table=True):
     given_up_reason: str = Field(sa_type=sa.Text(), nullable=False)
 
 
+class MediaRow(_Base, table=True):
+    """A photo a report references, by the SHA-256 of its bytes
+    (:class:`~sipantau_core.ports.MediaRecord`), 0005: the bytes as ``BYTEA`` / ``BLOB``;
+    the hash is the primary key, so the same bytes are stored once."""
+
+    __tablename__ = "media"
+    __table_args__ = (sa.CheckConstraint("size >= 0", name="ck_media_size"),)
+
+    sha256: str = Field(sa_type=sa.String(), primary_key=True)
+    content_type: str = Field(sa_type=sa.String(), nullable=False)
+    size: int = Field(sa_type=sa.Integer(), nullable=False)
+    data: bytes = Field(sa_type=sa.LargeBinary(), nullable=False)
+    uploaded_by: str = Field(sa_type=sa.String(), nullable=False)
+    uploaded_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
 REPORTS: sa.Table = metadata.tables["reports"]
 STATIONS: sa.Table = metadata.tables["station_states"]
 AGGREGATES: sa.Table = metadata.tables["aggregates"]
@@ -305,3 +324,4 @@ DEVICE_KEYS: sa.Table = metadata.tables["device_keys"]
 TOKENS: sa.Table = metadata.tables["staff_tokens"]
 MONITORS: sa.Table = metadata.tables["monitors"]
 NOTIFICATIONS: sa.Table = metadata.tables["notifications"]
+MEDIA: sa.Table = metadata.tables["media"]

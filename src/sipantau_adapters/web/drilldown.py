@@ -1,13 +1,14 @@
 """One TPS as the page shows it: its stage reports, its tally with every version of its
-chain and who sent or decided each, the rules it breaks, its incidents, and the audit
-entries about it — each part read with the desk's queries under the signed-in principal
-(a part the principal may not read carries the desk's refusal code instead)."""
+chain and who sent or decided each, the rules it breaks and the photo of its sheet, its
+incidents (and their photos), and the audit entries about it — each part read with the
+desk's queries under the signed-in principal (a part the principal may not read carries
+the desk's refusal code instead)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -18,6 +19,9 @@ from sipantau_core.domain import SituationReport, StationCode, TallyReport
 from sipantau_core.errors import PermissionDenied, UnknownEntityError
 
 __all__ = ["StationView", "TallyVersion", "station_view"]
+
+#: A photo a report names: none named, named but its bytes not received, or received.
+PhotoState = Literal["none", "pending", "received"]
 
 
 @attrs.frozen
@@ -41,6 +45,8 @@ class TallyVersion:
     total: int
     findings: tuple[Finding, ...]
     decisions: tuple[tuple[str, str, str, datetime], ...]  # (action, who, reason, at)
+    sheet_sha256: str | None = None  # the photo of the sheet the version names
+    photo: PhotoState = "none"
 
 
 @attrs.frozen
@@ -54,6 +60,7 @@ class IncidentItem:
     text: str
     media_sha256: str | None
     acknowledged: tuple[tuple[str, str, datetime], ...]  # (who, note, at)
+    photo: PhotoState = "none"
 
 
 @attrs.frozen
@@ -121,6 +128,7 @@ def station_view(desk: Desk, code: str, *, principal: Principal) -> StationView:
     except PermissionDenied as e:
         tallies = incidents = Panel(refused=e.code)
     else:
+        photos = _photos(desk, station_code, principal)
         versions: list[TallyVersion] = []
         items: list[IncidentItem] = []
         for stored, report in found:
@@ -141,6 +149,8 @@ def station_view(desk: Desk, code: str, *, principal: Principal) -> StationView:
                             (d.action, d.principal, d.reason, d.at)
                             for d in _decisions(desk, stored.report_id, principal)
                         ),
+                        sheet_sha256=report.sheet_sha256,
+                        photo=_photo_state(photos, report.sheet_sha256),
                     )
                 )
             elif isinstance(report, SituationReport) and report.incidents:
@@ -165,6 +175,7 @@ def station_view(desk: Desk, code: str, *, principal: Principal) -> StationView:
                                 for d in acks
                                 if d.action == f"acknowledge:{i}"
                             ),
+                            photo=_photo_state(photos, incident.media_sha256),
                         )
                     )
         versions.sort(key=lambda v: -v.version)
@@ -194,6 +205,21 @@ def station_view(desk: Desk, code: str, *, principal: Principal) -> StationView:
         can_decide=is_allowed(principal, Action.DECIDE, station_code),
         can_acknowledge=is_allowed(principal, Action.DECIDE, station_code),
     )
+
+
+def _photos(desk: Desk, station: StationCode, principal: Principal) -> dict[str, bool]:
+    """Per photo the TPS's reports name: whether the desk has received it."""
+    try:
+        found = desk.station_media(station, principal=principal)
+    except PermissionDenied:
+        return {}
+    return {sha256: record is not None for sha256, record in found.items()}
+
+
+def _photo_state(photos: dict[str, bool], sha256: str | None) -> PhotoState:
+    if sha256 is None:
+        return "none"
+    return "received" if photos.get(sha256) else "pending"
 
 
 def _read(fn: Any) -> Panel:

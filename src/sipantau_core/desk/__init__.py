@@ -15,6 +15,7 @@ The package holds one module per use case, put together by the facade :class:`De
 - ``queries``: counts, reports, TPS status, incidents, the audit history;
 - ``progress``: the progress count and the anomaly screens;
 - ``staff``: monitors, device keys, staff tokens, personal data;
+- ``media``: the photos reports reference (tally sheets, incidents);
 - ``audit_log``: ``desk.audit``.
 
 The values the desk answers live in :mod:`sipantau_core.results`, the events it
@@ -32,6 +33,7 @@ from sipantau_core.events import RegionEvent, ReportEvent
 from sipantau_core.results import (
     BulkResult,
     IncidentView,
+    MediaReceipt,
     Receipt,
     StageState,
     StationStatus,
@@ -47,6 +49,7 @@ __all__ = [
     "BulkResult",
     "Desk",
     "IncidentView",
+    "MediaReceipt",
     "Receipt",
     "RegionEvent",
     "ReportEvent",

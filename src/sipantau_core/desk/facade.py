@@ -12,6 +12,7 @@ from sipantau_core.deployment import Deployment
 from sipantau_core.desk._base import Clock, _utcnow
 from sipantau_core.desk.audit_log import _desk_key_from_settings
 from sipantau_core.desk.correcting import Correcting
+from sipantau_core.desk.media import Media
 from sipantau_core.desk.progress import Progress
 from sipantau_core.desk.queries import Queries
 from sipantau_core.desk.release import Releasing
@@ -32,14 +33,15 @@ from sipantau_core.signing import (
 )
 
 
-class Desk(Submitting, Correcting, Releasing, Queries, Progress, Staff):
+class Desk(Submitting, Correcting, Releasing, Queries, Progress, Staff, Media):
     """A running desk. Build one with :meth:`open`.
 
     Its calls come from the use cases it is made of: submitting
     (:mod:`~sipantau_core.desk.submitting`), correcting (:mod:`~sipantau_core.desk.correcting`),
     release (:mod:`~sipantau_core.desk.release`), queries (:mod:`~sipantau_core.desk.queries`),
-    progress (:mod:`~sipantau_core.desk.progress`) and its people
-    (:mod:`~sipantau_core.desk.staff`); ``desk.audit`` is its
+    progress (:mod:`~sipantau_core.desk.progress`), its people
+    (:mod:`~sipantau_core.desk.staff`) and the photos reports reference
+    (:mod:`~sipantau_core.desk.media`); ``desk.audit`` is its
     :class:`~sipantau_core.desk.audit_log.AuditLog`."""
 
     @classmethod
@@ -61,7 +63,8 @@ class Desk(Submitting, Correcting, Releasing, Queries, Progress, Staff):
         Security settings come from the deployment's ``[settings]``:
         ``personal_data_key_env`` (monitors' personal data sealed at rest),
         ``desk_key_env`` (the Ed25519 seed that signs audit checkpoints; or ``desk_key``
-        here), ``require_signatures`` and ``signature_window_hours``."""
+        here), ``require_signatures``, ``signature_window_hours`` and
+        ``max_media_bytes`` (the largest photo taken, 8 MiB by default)."""
         dep = deployment if isinstance(deployment, Deployment) else Deployment.load(deployment)
         pm = Plugins.load(plugins, autoload=autoload)
         rules = default_registry()
@@ -85,6 +88,7 @@ class Desk(Submitting, Correcting, Releasing, Queries, Progress, Staff):
             desk_key=desk_key or _desk_key_from_settings(dep.settings),
             sealer=Sealer(seal_key) if seal_key is not None else None,
         )
+        _ = desk.max_media_bytes  # a bad setting fails here, not at the first upload
         desk._enrol_deployment_monitors()
         desk._count_stages()
         desk.notifier = Notifier.for_desk(desk, pm)

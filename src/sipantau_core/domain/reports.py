@@ -328,6 +328,8 @@ class TallyReport:
 
     ``votes``, ``valid``, ``invalid`` and ``total`` are always present; the other sections
     are optional (a quick SMS tally carries only the votes and the totals).
+    ``sheet_sha256`` (optional) is the SHA-256 (lowercase hex) of the photo of the sheet,
+    whose bytes the monitor uploads to the desk after the report (``Desk.upload_media``).
     """
 
     report_id: UUID = attrs.field(validator=v.instance_of(UUID))
@@ -354,6 +356,9 @@ class TallyReport:
     amends: Amends | None = attrs.field(default=None, validator=v.optional(v.instance_of(Amends)))
     position: Position | None = attrs.field(
         default=None, validator=v.optional(v.instance_of(Position))
+    )
+    sheet_sha256: str | None = attrs.field(
+        default=None, validator=v.optional(v.matches_re(SHA256_RE))
     )
 
     kind = "tally"

@@ -69,6 +69,7 @@ from sipantau_core.ports import (
     TokenRecord,
     WriteBatch,
 )
+from sipantau_core.testing.media_contract import MediaContract
 
 __all__ = ["DeskContract", "StorageContract", "build_deployment", "small_deployment"]
 
@@ -137,10 +138,11 @@ def _write_in_child(storage: Storage, report: StoredReport) -> None:
         storage.close()
 
 
-class StorageContract:
+class StorageContract(MediaContract):
     """The storage port's contract. Provide a ``storage`` fixture: a fresh, empty
     :class:`~sipantau_core.ports.Storage`. Set ``persistent = True`` and provide
-    ``reopen(storage) -> Storage`` for backends that keep data across instances."""
+    ``reopen(storage) -> Storage`` for backends that keep data across instances. The
+    media part is :class:`~sipantau_core.testing.media_contract.MediaContract`."""
 
     persistent = False
 

@@ -241,6 +241,11 @@ def _observed(station: StationCode, start: time, end: time) -> st.SearchStrategy
     return st.datetimes(min_value=lo, max_value=hi, timezones=st.just(tz))
 
 
+def _sha256s() -> st.SearchStrategy[str]:
+    """A SHA-256 digest as the wire carries it: 64 lowercase hex digits."""
+    return st.binary(min_size=32, max_size=32).map(bytes.hex)
+
+
 def incidents(*, categories: Iterable[str] | None = None) -> st.SearchStrategy[Incident]:
     """Incidents from ``categories`` (the default catalogue by default)."""
     cats = (
@@ -253,7 +258,7 @@ def incidents(*, categories: Iterable[str] | None = None) -> st.SearchStrategy[I
         category=st.sampled_from(cats),
         severity=st.integers(1, 4),
         text=st.text(max_size=200),
-        media_sha256=st.none() | st.binary(min_size=32, max_size=32).map(bytes.hex),
+        media_sha256=st.none() | _sha256s(),
     )
 
 
@@ -466,6 +471,8 @@ def _tally_reports(
     )
     if st_.position is not None and draw(st.booleans()):
         report = attrs.evolve(report, position=st_.position)  # sent from the TPS itself
+    if draw(st.booleans()):  # with the SHA-256 of the sheet's photo
+        report = attrs.evolve(report, sheet_sha256=draw(_sha256s()))
     return report
 
 

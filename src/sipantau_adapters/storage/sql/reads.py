@@ -1,5 +1,6 @@
 """The SQL transaction's reads: reports, station states, aggregates, decisions,
-releases, the audit log and its head, device keys, tokens, monitors, notifications."""
+releases, the audit log and its head, device keys, tokens, monitors, notifications,
+media."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from sipantau_adapters.storage.sql.bulk import _Bulk
 from sipantau_adapters.storage.sql.rows import (
     _AUDIT_COLUMNS,
     _DEVICE_KEY_COLUMNS,
+    _MEDIA_COLUMNS,
+    _MEDIA_COLUMNS_NO_DATA,
     _MONITOR_COLUMNS,
     _NOTIFICATION_COLUMNS,
     _REPORT_COLUMNS,
@@ -39,6 +42,7 @@ from sipantau_adapters.storage.sql_models import (
     AUDIT,
     DECISIONS,
     DEVICE_KEYS,
+    MEDIA,
     MONITORS,
     NOTIFICATIONS,
     RELEASES,
@@ -50,6 +54,7 @@ from sipantau_core.ports import (
     AuditRecord,
     Decision,
     DeviceKeyRecord,
+    MediaRecord,
     MonitorRecord,
     NotificationRecord,
     NotificationStatus,
@@ -296,3 +301,14 @@ class _Reads(_Bulk):
             found = [_notification(row) for row in self._in_chunks(stmt, n.c.dedupe_key, keys)]
         found.sort(key=lambda r: r.seq)
         return found[:limit] if limit is not None else found
+
+    def media(self, sha256s: Iterable[str], *, data: bool = True) -> dict[str, MediaRecord]:
+        stmt = sa.select(*(_MEDIA_COLUMNS if data else _MEDIA_COLUMNS_NO_DATA))
+        with self._errors():
+            rows = list(self._in_chunks(stmt, MEDIA.c.sha256, sha256s))
+        found: dict[str, MediaRecord] = {}
+        for row in rows:
+            values = dict(row._mapping)
+            values["data"] = bytes(values["data"]) if data else b""
+            found[row.sha256] = MediaRecord(**values)
+        return found

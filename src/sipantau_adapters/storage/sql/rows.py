@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sipantau_adapters.storage.sql_models import (
     AUDIT,
     DEVICE_KEYS,
+    MEDIA,
     MONITORS,
     NOTIFICATIONS,
     REPORTS,
@@ -22,6 +23,7 @@ from sipantau_adapters.storage.sql_models import (
 from sipantau_core.ports import (
     CountedTally,
     DeviceKeyRecord,
+    MediaRecord,
     MonitorRecord,
     NotificationRecord,
     NotificationStatus,
@@ -63,6 +65,9 @@ _audit_values = operator.attrgetter(*_AUDIT_NAMES)
 _DEVICE_KEY_COLUMNS = [DEVICE_KEYS.c[a.name] for a in attrs.fields(DeviceKeyRecord)]
 _TOKEN_COLUMNS = [TOKENS.c[a.name] for a in attrs.fields(TokenRecord)]
 _MONITOR_COLUMNS = [MONITORS.c[a.name] for a in attrs.fields(MonitorRecord)]
+_MEDIA_COLUMNS = [MEDIA.c[a.name] for a in attrs.fields(MediaRecord)]
+#: The same row without the bytes (``StorageTx.media(..., data=False)``).
+_MEDIA_COLUMNS_NO_DATA = [c for c in _MEDIA_COLUMNS if c.name != "data"]
 _NOTIFICATION_NAMES = [a.name for a in attrs.fields(NotificationRecord)]
 _NOTIFICATION_COLUMNS = [NOTIFICATIONS.c[name] for name in _NOTIFICATION_NAMES]
 _NOTIFICATION_STATUS = {s.value: s for s in NotificationStatus}

@@ -15,6 +15,7 @@ from sipantau_adapters.storage.sql_models import (
     AUDIT,
     AUDIT_HEAD,
     DEVICE_KEYS,
+    MEDIA,
     MONITORS,
     NOTIFICATIONS,
     REPORTS,
@@ -254,6 +255,9 @@ _PG["queue"] = pg.insert(NOTIFICATIONS).on_conflict_do_nothing(index_elements=["
 _SQLITE["queue"] = sqlite_dialect.insert(NOTIFICATIONS).on_conflict_do_nothing(
     index_elements=["dedupe_key"]
 )
+# media: content-addressed, a hash stored already is skipped (the first upload stays)
+_PG["media"] = pg.insert(MEDIA).on_conflict_do_nothing(index_elements=["sha256"])
+_SQLITE["media"] = sqlite_dialect.insert(MEDIA).on_conflict_do_nothing(index_elements=["sha256"])
 _NOTIFICATION_UPDATE = (
     sa.update(NOTIFICATIONS)
     .where(NOTIFICATIONS.c.dedupe_key == sa.bindparam("b_dedupe_key"))

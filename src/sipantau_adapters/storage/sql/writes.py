@@ -1,6 +1,6 @@
 """The SQL transaction's write of a batch, under a savepoint: the audit head moved first,
 then reports, statuses, station states, aggregates, decisions, releases, audit entries,
-records and notifications, by ``INSERT``s, upserts and updates. On PostgreSQL the
+records, notifications and media, by ``INSERT``s, upserts and updates. On PostgreSQL the
 reports, station states and audit entries of a big batch go the bulk path
 (:mod:`.bulk`)."""
 
@@ -143,6 +143,11 @@ class _Writes(_Bulk):
             self._queue(batch.notifications)
         if batch.notification_updates:
             self._update_notifications(batch.notification_updates)
+        if batch.media:
+            # the first record of a hash wins (in the batch, and over one stored already)
+            first = {m.sha256: m for m in reversed(batch.media)}
+            rows = [attrs.asdict(first[k], recurse=False) for k in sorted(first)]
+            conn.execute((_PG if self._pg else _SQLITE)["media"], rows)
 
     def _queue(self, records: list[NotificationRecord]) -> None:
         """Insert the new notifications in batch order (so ``seq`` follows it); a key
