@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,42 @@ def test_a_kept_count_serves_no_one_it_should_not(
     with a.storage.transaction() as tx:
         reads = [e for e in tx.audit() if e.principal == officer.id]
     assert len(reads) == 3
+
+
+def test_after_a_change_only_its_district_is_read_again(
+    two_desks: tuple[Desk, Desk, Callable[[], Desk]],
+) -> None:
+    a, b, new = two_desks
+    by_district: dict[str, str] = {}
+    for s in sorted(a.deployment.stations_in("16.73"), key=lambda s: s.code.compact):
+        by_district.setdefault(s.code.compact[:6], s.code.compact)
+    codes = sorted(by_district.values())[:3]
+    for code in codes:
+        b.submit(tally(b, code, (10, 20)), principal=monitor_of(b, code))
+    a.progress("16.73", principal=SYSTEM)
+    read: list[list[tuple[str, str]]] = []
+    real = a.storage.transaction
+
+    @contextmanager
+    def spying() -> Iterator[Any]:
+        with real() as tx:
+            original = tx.station_states
+
+            def station_states(keys: Any, *, lock: bool = False) -> Any:
+                keys = list(keys)
+                read.append(keys)
+                return original(keys, lock=lock)
+
+            tx.station_states = station_states
+            yield tx
+
+    a.storage.transaction = spying  # type: ignore[method-assign]
+    a.progress("16.73", principal=SYSTEM)
+    assert read == []  # nothing changed: nothing read
+    later = sorted(s.code.compact for s in a.deployment.stations_in(codes[1][:6]))[-1]
+    b.submit(tally(b, later, (30, 40)), principal=monitor_of(b, later))
+    a.progress("16.73", principal=SYSTEM)
+    assert len(read) == 1
+    assert {station[:6] for _, station in read[0]} == {codes[1][:6]}
+    a.storage.transaction = real  # type: ignore[method-assign]
+    _same(a, new)

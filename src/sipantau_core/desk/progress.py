@@ -72,9 +72,10 @@ class Progress(DeskBase):
                     for s in self.deployment.stations_in(target)
                     if contest_region is None or contest_region.contains(s.code)
                 ]
-                keys = [(contest_id, s.code.compact) for s in stations]
-                states = tx.station_states(keys) if keys else {}
-                found = _progress_of(stations, states, options, confidence)
+                results = self._tps_results(tx, contest_id, {target.value: stations}, options)
+                frame = {s.code.compact: s.registered_voters for s in stations}
+                reported = [results[c] for c in frame if c in results]
+                found = progress_count(reported, frame, confidence=confidence)
                 self._memo.keep(memo_key, version, found)
             return found
 
@@ -131,9 +132,8 @@ class Progress(DeskBase):
                     todo[code] = (memo_key, version)
                 else:
                     out[code] = found
-            keys = sorted({(contest_id, s.code.compact) for code in todo for s in inside[code]})
-            states = tx.station_states(keys) if keys else {}
-            results = _results(states, options)  # each TPS's once, shared by the regions
+            wanted = {code: inside[code] for code in todo}
+            results = self._tps_results(tx, contest_id, wanted, options) if wanted else {}
             for code, (memo_key, version) in todo.items():
                 frame = {s.code.compact: s.registered_voters for s in inside[code]}
                 reported = [results[c] for c in frame if c in results]
@@ -143,6 +143,45 @@ class Progress(DeskBase):
 
         entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
         return dict(sorted(self._read_audited(entry, read).items()))
+
+    def _tps_results(
+        self,
+        tx: StorageTx,
+        contest_id: str,
+        regions: Mapping[str, Sequence[PollingStation]],
+        options: Sequence[int],
+    ) -> dict[str, TpsResult[int]]:
+        """The counted results of the TPS of ``regions`` (by region code), by their 13
+        digits. They are read by district (a village's by village) and each district's
+        are kept while its counter of changes stays: after a tally changed, only its
+        district is read again."""
+        units: dict[str, list[PollingStation]] = {}
+        for code, stations in regions.items():
+            width = max(6, len(code.replace(".", "")))
+            for station in stations:
+                units.setdefault(station.code.compact[:width], []).append(station)
+        names = {unit: dotted(unit) for unit in units}
+        versions = tx.aggregates_many(CHANGES_KEY, list(names.values()))
+        out: dict[str, TpsResult[int]] = {}
+        todo: list[tuple[str, int]] = []
+        for unit in units:
+            version = versions.get(names[unit], {}).get(contest_id, 0)
+            found: dict[str, TpsResult[int]] | None = self._memo.at(
+                ("tps", contest_id, unit), version
+            )
+            if found is None:
+                todo.append((unit, version))
+            else:
+                out.update(found)
+        keys = sorted({(contest_id, s.code.compact) for unit, _ in todo for s in units[unit]})
+        read = _results(tx.station_states(keys), options) if keys else {}
+        for unit, version in todo:
+            mine = {
+                code: read[code] for code in (s.code.compact for s in units[unit]) if code in read
+            }
+            self._memo.keep(("tps", contest_id, unit), version, mine)
+            out.update(mine)
+        return out
 
     def _common(self, regions: Sequence[RegionCode]) -> RegionCode | None:
         """The smallest region holding all of ``regions`` (``None``: none does)."""
@@ -319,15 +358,3 @@ def _results(
             counters.get("total"),
         )
     return out
-
-
-def _progress_of(
-    stations: Sequence[PollingStation],
-    states: Mapping[tuple[str, str], StationState],
-    options: Sequence[int],
-    confidence: float,
-) -> ProgressCount[int]:
-    """The progress count of ``stations`` from their station states."""
-    reported = list(_results(states, options).values())
-    frame = {s.code.compact: s.registered_voters for s in stations}
-    return progress_count(reported, frame, confidence=confidence)
