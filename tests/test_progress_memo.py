@@ -167,3 +167,32 @@ def test_after_a_change_only_its_district_is_read_again(
     assert {station[:6] for _, station in read[0]} == {codes[1][:6]}
     a.storage.transaction = real  # type: ignore[method-assign]
     _same(a, new)
+
+
+def test_the_count_is_progress_count_of_the_counted_tallies(
+    two_desks: tuple[Desk, Desk, Callable[[], Desk]],
+) -> None:
+    """What the desk computes (frame arrays kept, results by district) is what
+    ``progress_count`` says of the counted tallies, projection included."""
+    import random
+
+    from sipantau_core.quickcount import TpsResult, progress_count
+
+    a, b, _ = two_desks
+    rng = random.Random(5)
+    stations = sorted(a.deployment.stations_in("16.73"), key=lambda s: s.code.compact)
+    chosen = rng.sample(stations, 220)
+    sent = [tally(b, s.code.compact, (rng.randint(40, 160), rng.randint(40, 160))) for s in chosen]
+    b.submit_many(sent, principal=[monitor_of(b, str(r.station)) for r in sent])
+    for region in ("16.73", "16.73.02"):
+        got = a.progress(region, principal=SYSTEM)
+        frame = {s.code.compact: s.registered_voters for s in a.deployment.stations_in(region)}
+        reported = [
+            TpsResult(str(r.station.compact), dict(r.votes), r.invalid, r.total)
+            for r in sent
+            if r.station.compact in frame
+        ]
+        want = progress_count(reported, frame)
+        assert _plain(got) == _plain(want), region
+        if region == "16.73":
+            assert got.projection is not None

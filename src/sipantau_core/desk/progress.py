@@ -4,11 +4,13 @@ screens (rule verdicts, turnout outliers, one-candidate TPS).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
+import numpy as np
 
 from sipantau_core.access import Action, Principal, Role
 from sipantau_core.anomalies import single_candidate_tps, turnout_outliers
@@ -32,7 +34,13 @@ from sipantau_core.ports import (
     StationState,
     StorageTx,
 )
-from sipantau_core.quickcount import ProgressCount, TpsResult, progress_count
+from sipantau_core.quickcount import (
+    ProgressCount,
+    TpsResult,
+    progress_count,
+    progress_count_arrays,
+    tps_code_to_int,
+)
 from sipantau_core.results import (
     StageProgress,
     TpsAnomaly,
@@ -59,7 +67,6 @@ class Progress(DeskBase):
         released = principal.role is Role.VIEWER and self.is_released(target, contest_id)
         what = f"progress:{contest_id}:{target}"
         self._guard(principal, Action.READ_TALLY, target, what=what, released=released)
-        contest_region = self.deployment.contests[contest_id].region
         options = self.deployment.contests[contest_id].options
 
         def read(tx: StorageTx) -> ProgressCount[int]:
@@ -67,15 +74,9 @@ class Progress(DeskBase):
             memo_key = ("progress", contest_id, target.value, confidence)
             found: ProgressCount[int] | None = self._memo.at(memo_key, version)
             if found is None:
-                stations = [
-                    s
-                    for s in self.deployment.stations_in(target)
-                    if contest_region is None or contest_region.contains(s.code)
-                ]
+                stations = self._in_contest(contest_id, target)
                 results = self._tps_results(tx, contest_id, {target.value: stations}, options)
-                frame = {s.code.compact: s.registered_voters for s in stations}
-                reported = [results[c] for c in frame if c in results]
-                found = progress_count(reported, frame, confidence=confidence)
+                found = self._count(contest_id, target.value, stations, results, confidence)
                 self._memo.keep(memo_key, version, found)
             return found
 
@@ -108,15 +109,7 @@ class Progress(DeskBase):
         what = f"progress:{contest_id}:{','.join(t.value for t in targets)}"
         for target in targets:
             self._guard(principal, Action.READ_TALLY, target, what=what)
-        contest_region = self.deployment.contests[contest_id].region
-        inside = {
-            t.value: [
-                s
-                for s in self.deployment.stations_in(t)
-                if contest_region is None or contest_region.contains(s.code)
-            ]
-            for t in targets
-        }
+        inside = {t.value: self._in_contest(contest_id, t) for t in targets}
         where = targets[0] if len(targets) == 1 else self._common(targets)
         options = self.deployment.contests[contest_id].options
 
@@ -135,14 +128,68 @@ class Progress(DeskBase):
             wanted = {code: inside[code] for code in todo}
             results = self._tps_results(tx, contest_id, wanted, options) if wanted else {}
             for code, (memo_key, version) in todo.items():
-                frame = {s.code.compact: s.registered_voters for s in inside[code]}
-                reported = [results[c] for c in frame if c in results]
-                out[code] = progress_count(reported, frame, confidence=confidence)
+                out[code] = self._count(contest_id, code, inside[code], results, confidence)
                 self._memo.keep(memo_key, version, out[code])
             return out
 
         entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
         return dict(sorted(self._read_audited(entry, read).items()))
+
+    def _in_contest(self, contest_id: str, target: RegionCode) -> list[PollingStation]:
+        """The TPS of ``target`` where the contest is held (kept: the deployment's)."""
+        key = ("in_contest", contest_id, target.value)
+        found: list[PollingStation] | None = self._memo.get(key)
+        if found is None:
+            region = self.deployment.contests[contest_id].region
+            found = [
+                s
+                for s in self.deployment.stations_in(target)
+                if region is None or region.contains(s.code)
+            ]
+            self._memo.put(key, found)
+        return found
+
+    def _count(
+        self,
+        contest_id: str,
+        code: str,
+        stations: Sequence[PollingStation],
+        results: Mapping[str, TpsResult[int]],
+        confidence: float,
+    ) -> ProgressCount[int]:
+        """:func:`~sipantau_core.quickcount.progress_count` of ``stations`` (the TPS of
+        region ``code``) from their ``results``, with the frame's arrays made once."""
+        key = ("frame", contest_id, code)
+        frame: tuple[list[str], Any, Any] | None = self._memo.get(key)
+        if frame is None:
+            codes = [s.code.compact for s in stations]
+            frame = (
+                codes,
+                tps_code_to_int(codes),
+                np.asarray([s.registered_voters for s in stations], dtype=np.int64),
+            )
+            self._memo.put(key, frame)
+        codes, frame_int, dpt = frame
+        reported = [results[c] for c in codes if c in results]
+        if not reported:  # as progress_count has it: no candidate named yet
+            return progress_count(
+                [], dict(zip(codes, dpt.tolist(), strict=True)), confidence=confidence
+            )
+        candidates = tuple(sorted(self.deployment.contests[contest_id].options))
+        return progress_count_arrays(
+            frame_int,
+            dpt,
+            tps_code_to_int([r.tps for r in reported]),
+            np.array([[r.votes[n] for n in candidates] for r in reported], dtype=np.int64),
+            candidates=candidates,
+            invalid=np.asarray(
+                [math.nan if r.invalid is None else r.invalid for r in reported], dtype=np.float64
+            ),
+            total=np.asarray(
+                [math.nan if r.total is None else r.total for r in reported], dtype=np.float64
+            ),
+            confidence=confidence,
+        )
 
     def _tps_results(
         self,
