@@ -64,6 +64,7 @@ from sipantau_core.ports import (
     AuditRecord,
     Decision,
     DeviceKeyRecord,
+    LogTree,
     MonitorRecord,
     ReleaseRecord,
     ReportFilter,
@@ -191,6 +192,10 @@ class _FaultyTx(StorageTx):
     def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
         self._step("audit_head")
         return self._tx.audit_head(lock=lock)
+
+    def log_tree(self) -> LogTree:
+        self._step("log_tree")
+        return self._tx.log_tree()
 
     def device_keys(
         self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -190,13 +191,27 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
         assert {"ix_reports_station", "ix_reports_kind_contest"} <= _indexes(db_url)
         expected = _expected_reports()
         with store.transaction() as tx:
-            assert tx.get_reports(expected) == expected
-            assert tx.chain_heads([V1, SITUATION]) == {
+            got = tx.get_reports(expected)
+            # 0005 made every report a leaf of the audit log's tree, in received order
+            assert {r.report_id: r.leaf_index for r in got.values()} == {
+                V1: 0,
+                SITUATION: 1,
+                V2: 2,
+            }
+            assert all(len(r.leaf_hash) == 64 for r in got.values())
+            got = {k: attrs.evolve(r, leaf_index=None, leaf_hash="") for k, r in got.items()}
+            assert got == expected
+            assert _without_leaves(tx.chain_heads([V1, SITUATION])) == {
                 V1: expected[V2],
                 SITUATION: expected[SITUATION],
             }
-            assert tx.reports(ReportFilter(region="16.73")) == [expected[SITUATION], expected[V2]]
-            assert tx.reports(ReportFilter(region="16.73", heads_only=False))[0] == expected[V1]
+            listed = [
+                attrs.evolve(r, leaf_index=None, leaf_hash="")
+                for r in tx.reports(ReportFilter(region="16.73"))
+            ]
+            assert listed == [expected[SITUATION], expected[V2]]
+            first = tx.reports(ReportFilter(region="16.73", heads_only=False))[0]
+            assert attrs.evolve(first, leaf_index=None, leaf_hash="") == expected[V1]
             key = ("walikota", "1673011001001")
             assert tx.station_states([key]) == {
                 key: StationState(
@@ -216,10 +231,13 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
             ]
             assert tx.releases() == [ReleaseRecord("16.73", None, "coord", WITA)]
             log = tx.audit()
-            assert [e.principal for e in log] == ["p0", "p1", "p2"]
-            assert [e.seq for e in log] == [1, 2, 3]
-            assert verify_chain(log).ok  # chained by the migration
-            assert tx.audit_head() == (3, log[-1].link)
+            # chained by 0003; 0005 added the batch entry of the tree over the reports
+            assert [e.principal for e in log] == ["p0", "p1", "p2", "migration"]
+            assert [e.seq for e in log] == [1, 2, 3, 4]
+            assert (log[3].action, log[3].object) == ("submit_batch", "leaves:0-2")
+            assert verify_chain(log).ok
+            assert tx.audit_head() == (4, log[-1].link)
+            assert tx.log_tree().size == 3
             # and the next writes go on from there
             tx.write(
                 WriteBatch(
@@ -233,10 +251,14 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
         with store.transaction() as tx:
             assert tx.aggregates("walikota", "16.73")["total"] == 310
             after = tx.audit()
-            assert after[:3] == log and [e.seq for e in after] == [1, 2, 3, 4]
+            assert after[:4] == log and [e.seq for e in after] == [1, 2, 3, 4, 5]
             assert verify_chain(after).ok
     finally:
         store.close()
+
+
+def _without_leaves(found: dict[uuid.UUID, StoredReport]) -> dict[uuid.UUID, StoredReport]:
+    return {k: attrs.evolve(r, leaf_index=None, leaf_hash="") for k, r in found.items()}
 
 
 def _sql_time(conn: sa.Connection, d: datetime) -> Any:
