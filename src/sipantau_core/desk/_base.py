@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -73,6 +74,19 @@ class Appended:
 
     batch: Batch
     leaves: list[bytes]
+
+
+def _common_region(stations: set[str]) -> str:
+    """What a batch is about: its one TPS (13 digits), or the smallest region holding
+    all its TPS (``16.73.01.1001``, ``16.73.01``, ``16.73``, ``16``), or "" for none."""
+    if len(stations) == 1:
+        return next(iter(stations))
+    prefix = os.path.commonprefix(sorted(stations))
+    for digits in (10, 6, 4, 2):
+        if len(prefix) >= digits:
+            p = prefix[:digits]
+            return ".".join(part for part in (p[:2], p[2:4], p[4:6], p[6:10]) if part)
+    return ""
 
 
 #: Called by :meth:`DeskBase._commit` with the batch and what it appended to the tree,
@@ -234,8 +248,7 @@ class DeskBase:
         appended = Batch(first, len(leaves), frontier.size, frontier.root().hex())
         who = {(r.submitted_by, r.submitted_role) for r in reports}
         principal, role = who.pop() if len(who) == 1 else ("desk", "system")
-        stations = {r.station for r in reports}
-        region = stations.pop() if len(stations) == 1 else ""
+        region = _common_region({r.station for r in reports})
         at = reports[0].received_at
         batch.audit.append(batch_entry(at, principal, role, appended, region))
         batch.tree = LogTree(frontier.size, frontier.to_text())
