@@ -38,7 +38,7 @@ __all__ = [
 
 #: The action of the chained entry a batch of reports appends.
 BATCH_ACTION: Final = "submit_batch"
-_LEAF_TAG: Final = b"sipantau/report-leaf/v1\x00"
+_LEAF_TAG_TEXT: Final = "sipantau/report-leaf/v1\x00"
 _sha256 = hashlib.sha256
 _LAST_AT: tuple[datetime | None, str] = (None, "")
 
@@ -55,24 +55,29 @@ def _utc_text(at: datetime) -> str:
     return text
 
 
+def _leaf_text(report: StoredReport, index: int) -> str:
+    q = _json_str
+    report_id = str(report.report_id)
+    chain_id = report_id if report.chain_id == report.report_id else str(report.chain_id)
+    return (
+        f'{{"at":"{_utc_text(report.received_at)}","chain":"{chain_id}",'
+        f'"digest":{q(report.digest)},"index":{int(index)},"kind":{q(report.kind)},'
+        f'"outcome":{q(report.submitted_status)},"principal":{q(report.submitted_by)},'
+        f'"region":{q(report.station)},"report":"{report_id}",'
+        f'"role":{q(report.submitted_role)},"version":{int(report.version)}}}'
+    )
+
+
 def report_leaf_data(report: StoredReport, index: int) -> bytes:
     """The canonical data of ``report`` as leaf ``index``: a tag, then the JSON object of
     the fields below, keys sorted, no white space (as ``json.dumps(..., sort_keys=True,
     separators=(",", ":"), ensure_ascii=False)`` writes it)."""
-    q = _json_str
-    text = (
-        f'{{"at":"{_utc_text(report.received_at)}","chain":"{report.chain_id}",'
-        f'"digest":{q(report.digest)},"index":{int(index)},"kind":{q(report.kind)},'
-        f'"outcome":{q(report.submitted_status)},"principal":{q(report.submitted_by)},'
-        f'"region":{q(report.station)},"report":"{report.report_id}",'
-        f'"role":{q(report.submitted_role)},"version":{int(report.version)}}}'
-    )
-    return _LEAF_TAG + text.encode("utf-8")
+    return (_LEAF_TAG_TEXT + _leaf_text(report, index)).encode("utf-8")
 
 
 def report_leaf(report: StoredReport, index: int) -> bytes:
     """The RFC 6962 leaf hash of ``report`` as leaf ``index``: SHA-256(0x00 || data)."""
-    return _sha256(b"\x00" + report_leaf_data(report, index)).digest()
+    return _sha256(("\x00" + _LEAF_TAG_TEXT + _leaf_text(report, index)).encode("utf-8")).digest()
 
 
 @attrs.frozen
