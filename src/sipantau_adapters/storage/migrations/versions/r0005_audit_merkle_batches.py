@@ -6,7 +6,8 @@
   (``leaf_hash``).
 - ``audit_head`` gets the tree as of the head: ``tree_size`` and ``frontier``.
 
-The log of an older desk is carried over: its reports become leaves 0, 1, 2, … in the
+Downgrading is refused once the log has a batch (it would no longer verify). The log
+of an older desk is carried over: its reports become leaves 0, 1, 2, … in the
 order they were received (then by id), each with the role and outcome of its own
 ``submit`` entry (those entries stay in the chain as they were, and still verify), and
 one chained ``submit_batch`` entry by ``migration`` states the tree over them.
@@ -214,7 +215,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The batch entries stay in the chain (release 0.4 reads them as plain entries).
+    """Refused once the log has a batch: its entries would state leaves that are gone,
+    and the log would not verify again after an upgrade. Restore the backup taken before
+    the upgrade instead."""
+    conn = op.get_bind()
+    batches = conn.execute(
+        sa.select(sa.func.count()).select_from(_AUDIT).where(_AUDIT.c.action == "submit_batch")
+    ).scalar()
+    if batches:
+        raise RuntimeError(
+            f"the audit log holds {batches} batch entries over the reports' Merkle tree; "
+            "without the reports' leaves (0005) it would no longer verify. Restore the "
+            "backup taken before upgrading to 0005 instead of downgrading."
+        )
     with op.batch_alter_table("audit_head") as batch:
         batch.drop_column("frontier")
         batch.drop_column("tree_size")
