@@ -1,7 +1,7 @@
 """Benchmark of the SQL storage, run by hand (never by the tests):
 
     .venv/bin/python benchmarks/bench_storage.py [--pg URL] [--sqlite-dir DIR]
-        [--chunk 5000] [--one-by-one 3000] [--tally-calls 200] [--profile]
+        [--chunk 5000] [--one-by-one 3000] [--tally-calls 200] [--profile] [--repeat N]
 
 The real DKI Jakarta tallies of the 2024 presidential election
 (``/work/shared/data/dki_pilpres2024_sirekap.csv``, 30,766 rows): every row with a
@@ -35,6 +35,9 @@ next to two baselines measured in the same run on the same rows:
 
 Then ``desk.tally("31")`` (median of ``--tally-calls``) on the loaded desk. Prints rates
 and ratios; asserts nothing. ``--profile`` prints a cProfile of one bulk chunk.
+``--repeat N`` then measures the floor, the bulk path and the workers N times more,
+interleaved, and prints the best, median and worst (on a machine shared with other
+work, compare these).
 """
 
 from __future__ import annotations
@@ -293,11 +296,11 @@ Recorded = list[tuple[tuple[str, Sequence[Any]], list[Sequence[Any]]]]
 
 @contextmanager
 def recording_copies() -> Iterator[Recorded]:
-    """Record every ``COPY`` into the desk's report and TPS tables that the SQL adapter
-    makes (statement, types, rows) while it runs as usual."""
+    """Record every ``COPY`` into the desk's tables (reports, audit log, TPS rows) that
+    the SQL adapter makes (statement, types, rows) while it runs as usual."""
     recorded: Recorded = []
     real = sql_storage._SQLTx._copy
-    kept = {sql_bulk._COPY_REPORTS[0], sql_bulk._COPY_STATIONS[0]}
+    kept = {sql_bulk._COPY_REPORTS[0], sql_bulk._COPY_AUDIT[0], sql_bulk._COPY_STATIONS[0]}
 
     def record(self: Any, copy_in: Any, rows: Any) -> None:
         rows = list(rows)
@@ -314,7 +317,10 @@ def recording_copies() -> Iterator[Recorded]:
 
 def per_report_entries(recorded: Recorded) -> Recorded:
     """One audit entry per recorded report row, as the bulk path wrote them before #13
-    (``submit``, ``report:ID``, its outcome, about its TPS, numbered and linked)."""
+    (``submit``, ``report:ID``, its outcome, about its TPS, numbered and linked); none
+    when the run COPYed audit entries itself (a release before #13)."""
+    if any(copy_in == sql_bulk._COPY_AUDIT for copy_in, _ in recorded):
+        return []
     reports = [row for copy_in, rows in recorded if copy_in == sql_bulk._COPY_REPORTS
                for row in rows]  # fmt: skip
     link = hashlib.sha256(b"floor").hexdigest()
@@ -460,6 +466,40 @@ def run_one_by_one(name: str, url: str, dep: Deployment, reports: list[TallyRepo
         desk.close()
 
 
+def repeated(
+    args: argparse.Namespace, dep: Deployment, reports: list[TallyReport], recorded: Recorded
+) -> None:
+    """The floor, the bulk path and the workers ``--repeat`` times, interleaved (each
+    into a fresh schema), so that the three see the same load; best and median."""
+    floor: list[float] = []
+    one: list[float] = []
+    many: list[float] = []
+    for _ in range(args.repeat):
+        floor.append(desk_rows_baseline(args.pg, recorded))
+        for times, workers, chunk in ((one, 1, args.chunk), (many, args.workers, len(reports))):
+            with pg_schema(args.pg) as url:
+                desk = Desk.open(dep, storage=SQLStorage(url))
+                try:
+                    times.append(bulk(desk, reports, chunk, workers))
+                finally:
+                    desk.close()
+    n = len(reports)
+    print(f"\nPostgreSQL, {args.repeat} times interleaved (reports/s: best, median, worst)")
+    for label, times in (
+        ("the floor: COPY of the desk's rows", floor),
+        (f"desk.submit_many, chunks of {args.chunk:,}", one),
+        (f"desk.submit_many, workers={args.workers}", many),
+    ):
+        rates = sorted(n / t for t in times)
+        print(f"  {label:<44}{rates[-1]:>9,.0f}{statistics.median(rates):>9,.0f}{rates[0]:>9,.0f}")
+    for label, times in (("bulk / floor", one), (f"workers={args.workers} / floor", many)):
+        ratios = sorted(f / t for f, t in zip(floor, times, strict=True))
+        print(
+            f"  {label:<44}best {min(floor) / min(times):.3f}, per round: median "
+            f"{statistics.median(ratios):.3f}, range {ratios[0]:.3f}-{ratios[-1]:.3f}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pg", default=PG_URL)
@@ -470,6 +510,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--workers", type=int, default=2, help="the parallel bulk path")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="then measure the floor, the bulk path and the workers N more times, "
+        "interleaved, and print the best and the median of each ratio (a shared machine)",
+    )
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -558,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{pg['workers'] / floor_rate:.3f}, /bulk in one process = "
             f"{pg['workers'] / pg['bulk']:.2f}"
         )
+
+    if args.repeat > 1:
+        repeated(args, dep, reports, recorded)
 
     if not args.skip_sqlite:
         print("\nSQLite")

@@ -36,13 +36,13 @@ from sipantau_core.audit import Checkpoint, verify_extends
 from sipantau_core.audit_leaves import batch_of, report_leaf
 from sipantau_core.merkle import EMPTY_ROOT
 from sipantau_core.ports import ReportFilter, StoredReport
-from sipantau_core.signing import DeviceKey
 from sipantau_core.proofs import (
     ConsistencyProof,
     InclusionProof,
     check_consistency,
     check_inclusion,
 )
+from sipantau_core.signing import DeviceKey
 from test_audit import (
     COORDINATOR,
     DESK_KEY,
@@ -348,7 +348,9 @@ def test_a_batch_entry_changed_or_cut_off_with_its_reports_is_found(store: Store
         kept = desk.audit.checkpoint()
         if store.memory is not None:
             state = store.memory._state
-            state.audit[-1] = attrs.evolve(last, detail=last.detail.replace('"count":5', '"count":4'))
+            state.audit[-1] = attrs.evolve(
+                last, detail=last.detail.replace('"count":5', '"count":4')
+            )
             assert desk.audit.verify().first_bad == last.seq
             state.audit[-1] = last
             # the whole batch cut off: only a checkpoint taken before can tell
@@ -500,9 +502,7 @@ def test_a_receipt_carries_the_leaf_and_the_tree_head_of_its_batch() -> None:
         batch = desk.submit_many([situation(2), situation(3)], principal=SYSTEM)
         receipts = batch.receipts
         assert [r.leaf_index for r in receipts] == [1, 2]
-        assert {(r.tree_size, r.tree_root) for r in receipts} == {
-            (3, desk.audit.verify().tree[1])
-        }
+        assert {(r.tree_size, r.tree_root) for r in receipts} == {(3, desk.audit.verify().tree[1])}
         # later, the monitor checks its receipt with a proof against that tree head
         proof = desk.audit.inclusion_proof(
             first.report_id, principal=monitor(1), tree_size=first.tree_size

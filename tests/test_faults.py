@@ -41,7 +41,7 @@ from sqlalchemy import event
 from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_adapters.storage.sql import SQLStorage
 from sipantau_core.access import Principal, Role
-from sipantau_core.audit import verify_log, GENESIS, chain, verify_chain
+from sipantau_core.audit import GENESIS, chain, verify_chain, verify_log
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk, Receipt
 from sipantau_core.domain import (

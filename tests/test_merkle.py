@@ -159,7 +159,9 @@ leaves_st = st.lists(st.binary(min_size=0, max_size=8).map(leaf_hash), min_size=
 
 @settings(max_examples=60, deadline=None)
 @given(leaves=leaves_st, data=st.data())
-def test_every_proof_agrees_with_the_naive_recursion(leaves: list[bytes], data: st.DataObject) -> None:
+def test_every_proof_agrees_with_the_naive_recursion(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
     n = len(leaves)
     head = _mth(leaves)
     assert root(leaves) == head

@@ -31,7 +31,6 @@ from sipantau_adapters.storage.sql_models import VERSION_TABLE, metadata
 from sipantau_core import Desk, Principal, Role, SecurityStatus, SituationReport, Stage
 from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.errors import StorageError
-from sipantau_core.testing.contracts import small_deployment
 from sipantau_core.ports import (
     AuditRecord,
     CountedTally,
@@ -44,6 +43,7 @@ from sipantau_core.ports import (
     StoredReport,
     WriteBatch,
 )
+from sipantau_core.testing.contracts import small_deployment
 
 COUNTERS = {"votes.1": 110, "valid": 300, "total": 305, "stations": 1}
 WITA = datetime(2024, 11, 27, 14, 30, 15, 123456, tzinfo=UTC).astimezone()
@@ -539,9 +539,11 @@ def test_0005_downgrades_only_a_log_without_batches(db_url: str) -> None:
     assert "leaf_index" not in columns
     _write_as_release_0_4(db_url)
     upgrade(db_url)
-    with pytest.raises(RuntimeError, match="Restore the backup"):  # noqa: PT012
-        with migration_connection(db_url) as (conn, schema):
-            command.downgrade(alembic_config(conn, schema), "0004")
+    with (
+        pytest.raises(RuntimeError, match="Restore the backup"),
+        migration_connection(db_url) as (conn, schema),
+    ):
+        command.downgrade(alembic_config(conn, schema), "0004")
     store = SQLStorage(db_url)  # still at 0005, and sound
     try:
         with store.transaction() as tx:
