@@ -57,7 +57,6 @@ from sipantau_core.ports import (
     CountedTally,
     Decision,
     DeviceKeyRecord,
-    LogTree,
     MonitorRecord,
     NotificationRecord,
     NotificationStatus,
@@ -70,6 +69,7 @@ from sipantau_core.ports import (
     TokenRecord,
     WriteBatch,
 )
+from sipantau_core.testing.contracts_tree import DeskLogTreeContract, LogTreeContract
 
 __all__ = ["DeskContract", "StorageContract", "build_deployment", "small_deployment"]
 
@@ -138,7 +138,7 @@ def _write_in_child(storage: Storage, report: StoredReport) -> None:
         storage.close()
 
 
-class StorageContract:
+class StorageContract(LogTreeContract):
     """The storage port's contract. Provide a ``storage`` fixture: a fresh, empty
     :class:`~sipantau_core.ports.Storage`. Set ``persistent = True`` and provide
     ``reopen(storage) -> Storage`` for backends that keep data across instances."""
@@ -376,52 +376,6 @@ class StorageContract:
         assert info.value.code == "storage.race"
         with storage.transaction() as tx:
             assert [e.principal for e in tx.audit()] == ["p"]
-
-    def test_reports_numbered_as_leaves_move_the_tree_with_the_head(
-        self, storage: Storage
-    ) -> None:
-        a, b, c = _stored(), _stored(station="1673011001002"), _stored(station="1673021002001")
-        entry = AuditRecord(T0, "p", "system", "submit_batch", "leaves:0-1", "ok")
-        with storage.transaction() as tx:
-            assert tx.log_tree() == LogTree()
-            head = tx.audit_head(lock=True)
-            tx.write(
-                WriteBatch(
-                    reports=[a, b],
-                    audit=chain(head, [entry]),
-                    tree=LogTree(2, "ab" * 32),
-                    leaves=["01" * 32, "02" * 32],
-                )
-            )
-            assert tx.log_tree() == LogTree(2, "ab" * 32)
-        with storage.transaction() as tx:
-            found = tx.get_reports([a.report_id, b.report_id])
-            assert (found[a.report_id].leaf_index, found[a.report_id].leaf_hash) == (0, "01" * 32)
-            assert (found[b.report_id].leaf_index, found[b.report_id].leaf_hash) == (1, "02" * 32)
-            assert tx.audit_head(lock=True)[0] == 1
-            assert tx.log_tree() == LogTree(2, "ab" * 32)
-        # a batch whose leaves do not start where the tree ends lost a race: nothing of it
-        with pytest.raises(ConflictError) as info, storage.transaction() as tx:
-            head = tx.audit_head(lock=True)
-            tx.write(
-                WriteBatch(
-                    reports=[c],
-                    audit=chain(head, [attrs.evolve(entry, object="leaves:1-1")]),
-                    tree=LogTree(2, "cd" * 32),
-                    leaves=["03" * 32],
-                )
-            )
-        assert info.value.code == "storage.race"
-        with storage.transaction() as tx:
-            assert tx.get_reports([c.report_id]) == {}
-            assert tx.log_tree() == LogTree(2, "ab" * 32)
-            assert len(tx.audit()) == 1
-        # a report written without a tree has no leaf
-        with storage.transaction() as tx:
-            tx.write(WriteBatch(reports=[c]))
-        with storage.transaction() as tx:
-            assert tx.get_reports([c.report_id])[c.report_id].leaf_index is None
-            assert tx.log_tree().size == 2
 
     def test_device_keys_tokens_and_monitors(self, storage: Storage) -> None:
         key = DeviceKeyRecord("a" * 32, "LLG-0001", bytes(range(32)), "officer-1", T0)
@@ -667,7 +621,7 @@ def _tally(
     )
 
 
-class DeskContract:
+class DeskContract(DeskLogTreeContract):
     """The desk's use cases on a backend. Provide a ``storage_url`` fixture (a fresh,
     empty store per test); ``desk_plugins`` may list plugins to pass to ``Desk.open``."""
 
@@ -808,22 +762,6 @@ class DeskContract:
         ]
         city = desk.tally("16.73", principal=COORDINATOR)
         assert (city.votes, city.stations_counted) == ({1: 115, 2: 195}, 2)
-
-    def test_the_audit_log_holds_every_report_as_a_leaf(self, desk: Desk) -> None:
-        v1 = _tally(1, (100, 200))
-        first = desk.submit(v1, principal=SYSTEM)
-        result = desk.submit_many(
-            [_tally(2, (10, 20)), _tally(1, (110, 190), amends=v1, version=1), v1],
-            principal=SYSTEM,
-        )
-        receipts = [first, *result.receipts]
-        assert [r.leaf_index for r in receipts] == [0, 1, 2, 0]  # the duplicate: its leaf
-        assert receipts[1].tree_size == receipts[2].tree_size == 3
-        report = desk.audit.verify()
-        assert report.ok, report.reason
-        assert report.tree == (3, receipts[1].tree_root)
-        batches = [e for e in desk.audit.entries() if e.action == "submit_batch"]
-        assert [e.object for e in batches] == ["leaves:0-0", "leaves:1-2"]
 
     def test_situation_reports_status_and_incidents(self, desk: Desk) -> None:
         report = SituationReport(
