@@ -170,9 +170,7 @@ def add_parser(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("deployment", help="a deployment directory")
         p.add_argument("--storage", default="sqlite:///.sipantau/desk.db", help="storage URL")
-        p.add_argument(
-            "--public-key", default=None, help="the desk's public key (text form)"
-        )
+        p.add_argument("--public-key", default=None, help="the desk's public key (text form)")
 
     verify = commands.add_parser("verify", help="recompute the chain, the leaves, the roots")
     common(verify)

@@ -341,9 +341,7 @@ def _leaf_ok(report: StoredReport, index: int) -> bytes | None:
     return leaf
 
 
-def verify_log(
-    entries: Sequence[AuditRecord], reports: Iterable[StoredReport]
-) -> ChainReport:
+def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) -> ChainReport:
     """Recompute the chain, then every report's leaf and every batch's root, in the log's
     order; name the first bad entry, or the first bad report (its leaf and id): changed
     (its leaf no longer hashes the same, or its payload no longer hashes to its digest),
@@ -356,9 +354,12 @@ def verify_log(
     n, head = len(entries), chain_report.head
     by_index: dict[int, StoredReport] = {}
     unnumbered: list[StoredReport] = []
+    twice: list[StoredReport] = []  # a second report at a leaf taken (no unique index)
     for r in reports:
         if r.leaf_index is None:
             unnumbered.append(r)
+        elif r.leaf_index in by_index:
+            twice.append(r)
         else:
             by_index[r.leaf_index] = r
     frontier = Frontier()
@@ -421,9 +422,21 @@ def verify_log(
             n,
             head,
             None,
-            f"report {r.report_id} (leaf {extra[0]}) is in no batch of the log: it was "
-            "inserted",
+            f"report {r.report_id} (leaf {extra[0]}) is in no batch of the log: it was inserted",
             leaf=extra[0],
+            report_id=r.report_id,
+            tree=tree,
+        )
+    if twice:
+        r = min(twice, key=lambda x: (x.leaf_index or 0, x.report_id))
+        return ChainReport(
+            False,
+            n,
+            head,
+            None,
+            f"report {r.report_id} claims leaf {r.leaf_index}, which another report holds: "
+            "it was inserted",
+            leaf=r.leaf_index,
             report_id=r.report_id,
             tree=tree,
         )

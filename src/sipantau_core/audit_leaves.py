@@ -100,8 +100,7 @@ def batch_entry(
 ) -> AuditRecord:
     """The chained entry of a batch (numbered and linked later, with the others)."""
     detail = (
-        f'{{"count":{batch.count},"first":{batch.first},"root":"{batch.root}",'
-        f'"size":{batch.size}}}'
+        f'{{"count":{batch.count},"first":{batch.first},"root":"{batch.root}","size":{batch.size}}}'
     )
     return AuditRecord(
         at=at,

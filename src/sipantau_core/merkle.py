@@ -126,9 +126,7 @@ class Frontier:
         return cls(size, [bytes.fromhex(part) for part in text.split(",")] if text else [])
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Frontier) and (self.size, self.nodes) == (other.size, other.nodes)
-        )
+        return isinstance(other, Frontier) and (self.size, self.nodes) == (other.size, other.nodes)
 
     def __repr__(self) -> str:
         return f"Frontier(size={self.size}, root={self.root().hex()[:16]}…)"

@@ -156,7 +156,8 @@ class AuditRecord:
 class LogTree:
     """The audit log's Merkle tree over the report leaves, as of the log's head: its
     ``size`` (leaves) and right edge (``frontier``: the hex roots of its perfect
-    subtrees, largest first, joined by commas; see :class:`sipantau_core.merkle.Frontier`)."""
+    subtrees, largest first, joined by commas; see
+    :class:`sipantau_core.merkle.Frontier`)."""
 
     size: int = 0
     frontier: str = ""
@@ -396,10 +397,11 @@ class StorageTx(abc.ABC):
         too), number the reports as leaves of the log's tree when ``tree`` is given and
         store it with the head (a tree that does not start where the stored one ends is a
         ``storage.race``, and so is a ``leaf_index`` taken already), insert or replace
-        device keys (by key id), tokens (by hash) and monitors (by id), queue the new notifications (each numbered ``seq`` in batch
-        order; one whose ``dedupe_key`` is queued already is skipped, not an error) and
-        replace the delivery state of ``notification_updates`` by ``dedupe_key`` (keeping
-        ``seq``; a key not queued is a ``storage.integrity`` ConflictError)."""
+        device keys (by key id), tokens (by hash) and monitors (by id), queue the new
+        notifications (each numbered ``seq`` in batch order; one whose ``dedupe_key`` is
+        queued already is skipped, not an error) and replace the delivery state of
+        ``notification_updates`` by ``dedupe_key`` (keeping ``seq``; a key not queued is
+        a ``storage.integrity`` ConflictError)."""
 
 
 class Storage(abc.ABC):

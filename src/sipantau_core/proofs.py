@@ -137,9 +137,7 @@ def _tree_head(
     if not checkpoint.signature_ok(key):
         return ProofCheck(False, f"the {what} checkpoint's signature is not the desk's")
     if checkpoint.tree_size is None:
-        return ProofCheck(
-            False, f"the {what} checkpoint is of version 1: it states no tree head"
-        )
+        return ProofCheck(False, f"the {what} checkpoint is of version 1: it states no tree head")
     if (checkpoint.tree_size, checkpoint.root) != (size, root):
         return ProofCheck(
             False,
@@ -177,9 +175,7 @@ def check_inclusion(
         root = bytes.fromhex(proof.root)
     except ValueError:
         return ProofCheck(False, "the proof's root is not a hash")
-    if path is None or not verify_inclusion(
-        proof.leaf_index, proof.tree_size, leaf, path, root
-    ):
+    if path is None or not verify_inclusion(proof.leaf_index, proof.tree_size, leaf, path, root):
         return ProofCheck(
             False,
             f"the audit path does not lead from leaf {proof.leaf_index} to the root of the "

@@ -215,8 +215,7 @@ def _schemas() -> dict[str, Any]:
                 "tree_size": {
                     "type": ["integer", "null"],
                     "minimum": 1,
-                    "description": "The tree's size after the report's batch (a new report "
-                    "only)",
+                    "description": "The tree's size after the report's batch (a new report only)",
                 },
                 "tree_root": {
                     **nullable_string,

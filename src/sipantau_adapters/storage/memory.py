@@ -195,12 +195,11 @@ class _MemoryTx(StorageTx):
             first = batch.tree.size - len(reports)
             if first != s.tree.size or len(batch.leaves) != len(reports):
                 raise ConflictError(
-                    f"the batch's leaves start at {first}, the log's tree has "
-                    f"{s.tree.size}",
+                    f"the batch's leaves start at {first}, the log's tree has {s.tree.size}",
                     code="storage.race",
                 )
             reports = [
-                attrs.evolve(r, leaf_index=first + k, leaf_hash=leaf)
+                _numbered(r, first + k, leaf)
                 for k, (r, leaf) in enumerate(zip(reports, batch.leaves, strict=True))
             ]
         for r in reports:
@@ -261,6 +260,16 @@ class _MemoryTx(StorageTx):
             old = s.notifications[record.dedupe_key]
             s.notifications[record.dedupe_key] = attrs.evolve(record, seq=old.seq)
             undo.append(partial(s.notifications.__setitem__, record.dedupe_key, old))
+
+
+def _numbered(r: StoredReport, index: int, leaf: str) -> StoredReport:
+    """``r`` as leaf ``index`` (built directly: ``attrs.evolve`` costs four times more,
+    and the bulk path numbers every report)."""
+    return StoredReport(
+        r.report_id, r.chain_id, r.version, r.kind, r.station, r.contest, r.monitor,
+        r.stage, r.observed_at, r.received_at, r.digest, r.payload, r.status, r.verdict,
+        r.submitted_by, r.submitted_role, r.submitted_status, index, leaf,
+    )  # fmt: skip
 
 
 def _upsert(undo: list[Callable[[], None]], table: dict[str, Any], records: dict[str, Any]) -> None:

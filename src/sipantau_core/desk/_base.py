@@ -81,7 +81,8 @@ def _common_region(stations: set[str]) -> str:
     all its TPS (``16.73.01.1001``, ``16.73.01``, ``16.73``, ``16``), or "" for none."""
     if len(stations) == 1:
         return next(iter(stations))
-    prefix = os.path.commonprefix(sorted(stations))
+    # digit by digit is what is wanted here: the codes' digits are their regions
+    prefix = os.path.commonprefix(sorted(stations))  # noqa: RUF071
     for digits in (10, 6, 4, 2):
         if len(prefix) >= digits:
             p = prefix[:digits]

@@ -211,26 +211,35 @@ class Submitting(Checking):
         for attempt in range(MAX_RETRIES):
             try:
                 with self.storage.transaction() as tx:
-                    planned, batch = self._plan(tx, prepared, now)
-                    batch.audit[:0] = denied
-                    done: list[tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]]
-                    done = []
-
-                    def finish(numbered: WriteBatch, appended: Appended | None) -> None:
-                        items, events = self._finish(planned, appended, now)
-                        done.append((items, events))
-                        if self.notifier is not None:
-                            # the alerts are queued in the transaction that stores the reports
-                            queued = self.notifier.queue([event for _, event in events], now)
-                            numbered.notifications.extend(queued)
-
-                    self._commit(tx, batch, finish)
-                return done[0]
+                    return self._store_in(tx, prepared, now, denied)
             except ConflictError as e:
                 # A concurrent writer stored the same report or version first: read again.
                 if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _store_in(
+        self,
+        tx: StorageTx,
+        prepared: Sequence[_Prepared | SipantauError],
+        now: datetime,
+        denied: list[AuditRecord],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        """One attempt of :meth:`_store`, in ``tx``."""
+        planned, batch = self._plan(tx, prepared, now)
+        batch.audit[:0] = denied
+        done: list[tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]] = []
+
+        def finish(numbered: WriteBatch, appended: Appended | None) -> None:
+            items, events = self._finish(planned, appended, now)
+            done.append((items, events))
+            if self.notifier is not None:
+                # the alerts are queued in the transaction that stores the reports
+                queued = self.notifier.queue([event for _, event in events], now)
+                numbered.notifications.extend(queued)
+
+        self._commit(tx, batch, finish)
+        return done[0]
 
     @staticmethod
     def _finish(

@@ -237,4 +237,3 @@ def downgrade() -> None:
         batch.drop_column("leaf_index")
         batch.drop_column("submitted_status")
         batch.drop_column("submitted_role")
-
