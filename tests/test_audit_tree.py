@@ -135,6 +135,9 @@ def test_each_batch_is_one_chained_entry_over_its_leaves(store: Store) -> None:
         assert [r.leaf_index for r in batch_reports] == list(range(last.first, last.size))
         assert last_entry.object == f"leaves:{last.first}-{last.last}"
         assert (last_entry.principal, last_entry.role) == ("import", "system")
+        # about the smallest region holding its reports; a batch of one, about its TPS
+        assert last_entry.region == "16.73"
+        assert batches[0][0].region in TPS.values()
         # every leaf recomputes from its report
         for r in _leaves(desk):
             assert r.leaf_index is not None
