@@ -12,12 +12,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from sipantau_adapters.cli import main
-from sipantau_core import Desk, Principal, Role
+from sipantau_core import Desk, Principal, Role, SecurityStatus, SituationReport, Stage
 from sipantau_core.ports import ReportFilter
 from sipantau_core.proofs import InclusionProof, check_inclusion
 from sipantau_core.signing import DeviceKey
@@ -69,6 +71,7 @@ def test_verify_checkpoint_prove_and_consistency(desk_dir: Path, tmp_path: Path)
         with desk.storage.transaction() as tx:
             stored = tx.reports(ReportFilter(heads_only=False))
         ids = [str(r.report_id) for r in stored[:3]]
+        station, monitor = stored[0].station, stored[0].monitor
     finally:
         desk.close()
     code, text = run(
@@ -80,11 +83,26 @@ def test_verify_checkpoint_prove_and_consistency(desk_dir: Path, tmp_path: Path)
     assert [line["report_id"] for line in lines] == ids
     assert all(line["checked"] for line in lines)
     assert check_inclusion(InclusionProof.from_wire(lines[0])).ok
+    # the auditor checks a proof handed over, with no desk and no database
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(json.dumps(lines[1]), encoding="utf-8")
+    check = ("audit", "check", str(proof_file), "--checkpoint", str(old), "--public-key")
+    code, text = run(*check, public)
+    assert code == 0 and text.startswith("sipantau audit: ok:"), text
+    forged = {**lines[1], "leaf_index": lines[1]["leaf_index"] + 1}
+    proof_file.write_text(json.dumps(forged), encoding="utf-8")
+    code, text = run(*check, public)
+    assert code == 1 and text.startswith("sipantau audit: BAD:"), text
 
     # the log grows; the old checkpoint still holds, and the new one extends it
     desk = Desk.open(desk_dir, storage=url)
     try:
         desk.tally("16.73", principal=SYSTEM)
+        later = SituationReport(
+            report_id=uuid.uuid4(), monitor=monitor, station=station,
+            observed_at=datetime.now(UTC), stage=Stage.OPENING, status=SecurityStatus.SAFE,
+        )  # fmt: skip
+        assert desk.submit(later, principal=SYSTEM).status == "accepted"
     finally:
         desk.close()
     assert run("desk", str(desk_dir), "--storage", url, "--keep")[0] == 0  # duplicates
@@ -96,6 +114,13 @@ def test_verify_checkpoint_prove_and_consistency(desk_dir: Path, tmp_path: Path)
     code, text = run("audit", "consistency", str(desk_dir), str(old), str(new), "--storage", url)
     assert code == 0, text
     assert text.splitlines()[-1].startswith("sipantau audit: ok:")
+    grown = tmp_path / "grown.json"
+    grown.write_text(text.splitlines()[0], encoding="utf-8")
+    both = ("--checkpoint", str(old), "--checkpoint", str(new), "--public-key", public)
+    assert run("audit", "check", str(grown), *both)[0] == 0
+    swapped = ("--checkpoint", str(new), "--checkpoint", str(old), "--public-key", public)
+    code, text = run("audit", "check", str(grown), *swapped)
+    assert code == 1 and "BAD" in text
     code, text = run("audit", "consistency", str(desk_dir), "0", "5", "--storage", url)
     assert code == 0 and json.loads(text.splitlines()[0])["new_size"] == 5
 

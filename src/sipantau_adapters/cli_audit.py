@@ -12,6 +12,10 @@
 - ``sipantau audit consistency DEPLOYMENT OLD NEW --storage URL``: the consistency proof
   between two tree heads, each a checkpoint file or a tree size; with checkpoint files,
   checked against both; exit 1 when it does not check.
+- ``sipantau audit check PROOF.json --checkpoint FILE … --public-key KEY``: check a
+  proof handed over as JSON (one line of ``prove`` or ``consistency``) with no desk and
+  no database: an inclusion proof against one checkpoint, a consistency proof against
+  two (old, then new); exit 0 or 1.
 
 A checkpoint is checked with ``--public-key`` (the text form of the desk's public key,
 ``desk.audit.public_key.to_text()``), or the desk's own key when it has one.
@@ -26,7 +30,13 @@ from typing import Any, TextIO
 
 from sipantau_core import Desk, Principal, Role, SipantauError
 from sipantau_core.audit import Checkpoint, verify_extends
-from sipantau_core.proofs import check_consistency, check_inclusion
+from sipantau_core.proofs import (
+    ConsistencyProof,
+    InclusionProof,
+    ProofCheck,
+    check_consistency,
+    check_inclusion,
+)
 from sipantau_core.signing import PublicKey
 
 __all__ = ["add_parser"]
@@ -162,6 +172,51 @@ def _consistency(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace, out: TextIO) -> int:
+    data = _read_json(args.proof)
+    kept = [_checkpoint(path) for path in args.checkpoint or []]
+    key = None
+    if kept:
+        if not args.public_key:
+            raise SipantauError(
+                "a checkpoint is checked with the desk's public key: pass --public-key",
+                code="audit.no_key",
+            )
+        try:
+            key = PublicKey.from_text(args.public_key)
+        except ValueError:
+            raise SipantauError("--public-key is not a public key", code="cli.bad_input") from None
+    try:
+        check: ProofCheck
+        if data.get("kind") == "consistency":
+            if len(kept) not in (0, 2):
+                raise SipantauError(
+                    "a consistency proof is checked against two checkpoints: --checkpoint "
+                    "OLD --checkpoint NEW",
+                    code="cli.bad_input",
+                )
+            proof = ConsistencyProof.from_wire(data)
+            old, new = (kept[0], kept[1]) if kept else (None, None)
+            check = check_consistency(proof, old, new, key)
+        else:
+            if len(kept) > 1:
+                raise SipantauError(
+                    "an inclusion proof is checked against one checkpoint",
+                    code="cli.bad_input",
+                )
+            check = check_inclusion(InclusionProof.from_wire(data), kept[0] if kept else None, key)
+    except (KeyError, ValueError, TypeError) as e:
+        raise SipantauError(
+            f"{args.proof} is not a proof ({type(e).__name__}: {e})", code="cli.bad_input"
+        ) from None
+    if not check.ok:
+        out.write(f"sipantau audit: BAD: {check.reason}\n")
+        return 1
+    against = f" against {len(kept)} checkpoint(s)" if kept else " (hashes only)"
+    out.write(f"sipantau audit: ok: the proof checks{against}\n")
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Add ``sipantau audit`` to the command line's subcommands."""
     audit = sub.add_parser("audit", help="verify the audit log, checkpoints and proofs")
@@ -191,3 +246,10 @@ def add_parser(sub: Any) -> None:
     consistency.add_argument("old", help="a checkpoint file, or a tree size")
     consistency.add_argument("new", help="a checkpoint file, or a tree size")
     consistency.set_defaults(run=_consistency)
+    check = commands.add_parser("check", help="check a proof (JSON) with no desk")
+    check.add_argument("proof", help="a proof file: a line of prove or consistency")
+    check.add_argument(
+        "--checkpoint", action="append", help="a checkpoint file (two for consistency)"
+    )
+    check.add_argument("--public-key", default=None, help="the desk's public key (text form)")
+    check.set_defaults(run=_check)
