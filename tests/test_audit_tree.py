@@ -212,6 +212,7 @@ def _move(store: Store, a: StoredReport, b: StoredReport) -> None:
 
 
 TAMPERING = [
+    "blank-payload",
     "submitted_by",
     "submitted_role",
     "submitted_status",
@@ -246,6 +247,8 @@ def test_tampering_with_a_report_inside_a_batch_is_named(
                 expected_leaf, expected_id = other.leaf_index, target.report_id
             else:
                 expected_id = other.report_id
+        elif action == "blank-payload":
+            _update(store, target, payload="")
         elif action == "received_at":
             _update(store, target, received_at=target.received_at + timedelta(microseconds=1))
         elif action == "version":

@@ -332,12 +332,13 @@ def tree_at(entries: Sequence[AuditRecord], seq: int) -> tuple[int, str]:
 
 def _leaf_ok(report: StoredReport, index: int) -> bytes | None:
     """The leaf hash of ``report`` as leaf ``index`` when it matches the stored one and
-    the report's payload still hashes to its digest; ``None`` when not."""
+    the report's payload (read with the report: ``ReportFilter(payload=True)``) still
+    hashes to its digest; ``None`` when not."""
     leaf = report_leaf(report, index)
     if leaf.hex() != report.leaf_hash:
         return None
-    if report.payload and hashlib.sha256(report.payload.encode()).hexdigest() != report.digest:
-        return None
+    if hashlib.sha256(report.payload.encode()).hexdigest() != report.digest:
+        return None  # the payload changed (or was blanked) under its digest
     return leaf
 
 
