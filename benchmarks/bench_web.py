@@ -13,8 +13,9 @@ PostgreSQL or SQLite URL). Then, next to ``desk.tally("31")`` measured in the sa
   province and of each city, officers of each kecamatan) hold the live stream open while
   ``--rate`` reports a second arrive (stage reports of every TPS, in batches of what is
   due every tenth of a second). Once a second the run notes the audit log's head after a
-  batch committed; each viewer whose region holds a TPS of that batch is owed an update, and its latency is
-  the time from that commit to the first update it receives that reflects it. Prints
+  batch committed; each viewer whose region holds a TPS of that batch is owed an update,
+  and its latency is the time from that commit to the first update it receives that
+  reflects it. Prints
   p50 / p99 / max and how many owed updates were missed (none arrived within 5 s).
 
 Prints figures and ratios; asserts nothing.

@@ -58,6 +58,7 @@ from sipantau_core.ports import (
     AuditRecord,
     Decision,
     DeviceKeyRecord,
+    LogTree,
     MonitorRecord,
     ReleaseRecord,
     ReportFilter,
@@ -306,6 +307,9 @@ class TrackedTx(StorageTx):
 
     def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
         return self.inner.audit_head(lock=lock)
+
+    def log_tree(self) -> LogTree:
+        return self.inner.log_tree()
 
     def device_keys(
         self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None

@@ -41,7 +41,7 @@ from sqlalchemy import event
 from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_adapters.storage.sql import SQLStorage
 from sipantau_core.access import Principal, Role
-from sipantau_core.audit import GENESIS, chain, verify_chain
+from sipantau_core.audit import GENESIS, chain, verify_chain, verify_log
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk import Desk, Receipt
 from sipantau_core.domain import (
@@ -64,6 +64,7 @@ from sipantau_core.ports import (
     AuditRecord,
     Decision,
     DeviceKeyRecord,
+    LogTree,
     MonitorRecord,
     ReleaseRecord,
     ReportFilter,
@@ -191,6 +192,10 @@ class _FaultyTx(StorageTx):
     def audit_head(self, *, lock: bool = False) -> tuple[int, str]:
         self._step("audit_head")
         return self._tx.audit_head(lock=lock)
+
+    def log_tree(self) -> LogTree:
+        self._step("log_tree")
+        return self._tx.log_tree()
 
     def device_keys(
         self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None
@@ -341,11 +346,11 @@ def check_consistent(snap: Snapshot, dep: Deployment) -> None:
     assert chained.ok, chained.reason
     assert snap.head == ((snap.log[-1].seq, snap.log[-1].link) if snap.log else (0, GENESIS))
 
-    # A report is stored if and only if its submit entry is in the log (once).
-    submitted = Counter(
-        _report_of(e) for e in snap.log if e.action == "submit" and _report_of(e) is not None
-    )
-    assert submitted == Counter(list(snap.reports)), "reports and their submit entries differ"
+    # A report is stored if and only if it is a leaf of a batch entry in the log (once):
+    # every batch's leaves have their reports, and every report is in a batch.
+    logged = verify_log(snap.log, snap.reports.values())
+    assert logged.ok, logged.reason
+    assert logged.tree[0] == len(snap.reports), "reports and the log's tree differ"
 
     # A decision is stored if and only if its entry is in the log; statuses follow them.
     logged = Counter(

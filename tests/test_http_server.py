@@ -290,6 +290,10 @@ def test_a_signed_tally_is_accepted_once_then_duplicate(env: Env) -> None:
         "accepted",
         receipt["received_at"],
     )
+    # what the monitor keeps to check later that its report is in the audit log (#13)
+    assert isinstance(receipt["leaf_index"], int) and len(receipt["leaf_hash"]) == 64
+    assert receipt["tree_size"] > receipt["leaf_index"] and len(receipt["tree_root"]) == 64
+    assert (dup["leaf_index"], dup["leaf_hash"]) == (receipt["leaf_index"], receipt["leaf_hash"])
 
 
 def test_a_plain_report_needs_a_bearer_token(env: Env) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -27,6 +28,7 @@ from sipantau_adapters.storage.sql import (
     upgrade,
 )
 from sipantau_adapters.storage.sql_models import VERSION_TABLE, metadata
+from sipantau_core import Desk, Principal, Role, SecurityStatus, SituationReport, Stage
 from sipantau_core.audit import GENESIS, chain, verify_chain
 from sipantau_core.errors import StorageError
 from sipantau_core.ports import (
@@ -42,6 +44,7 @@ from sipantau_core.ports import (
     StoredReport,
     WriteBatch,
 )
+from sipantau_core.testing.contracts import small_deployment
 
 COUNTERS = {"votes.1": 110, "valid": 300, "total": 305, "stations": 1}
 WITA = datetime(2024, 11, 27, 14, 30, 15, 123456, tzinfo=UTC).astimezone()
@@ -192,13 +195,27 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
         assert {"ix_reports_station", "ix_reports_kind_contest"} <= _indexes(db_url)
         expected = _expected_reports()
         with store.transaction() as tx:
-            assert tx.get_reports(expected) == expected
-            assert tx.chain_heads([V1, SITUATION]) == {
+            got = tx.get_reports(expected)
+            # 0006 made every report a leaf of the audit log's tree, in received order
+            assert {r.report_id: r.leaf_index for r in got.values()} == {
+                V1: 0,
+                SITUATION: 1,
+                V2: 2,
+            }
+            assert all(len(r.leaf_hash) == 64 for r in got.values())
+            got = {k: attrs.evolve(r, leaf_index=None, leaf_hash="") for k, r in got.items()}
+            assert got == expected
+            assert _without_leaves(tx.chain_heads([V1, SITUATION])) == {
                 V1: expected[V2],
                 SITUATION: expected[SITUATION],
             }
-            assert tx.reports(ReportFilter(region="16.73")) == [expected[SITUATION], expected[V2]]
-            assert tx.reports(ReportFilter(region="16.73", heads_only=False))[0] == expected[V1]
+            listed = [
+                attrs.evolve(r, leaf_index=None, leaf_hash="")
+                for r in tx.reports(ReportFilter(region="16.73"))
+            ]
+            assert listed == [expected[SITUATION], expected[V2]]
+            first = tx.reports(ReportFilter(region="16.73", heads_only=False))[0]
+            assert attrs.evolve(first, leaf_index=None, leaf_hash="") == expected[V1]
             key = ("walikota", "1673011001001")
             assert tx.station_states([key]) == {
                 key: StationState(
@@ -218,10 +235,13 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
             ]
             assert tx.releases() == [ReleaseRecord("16.73", None, "coord", WITA)]
             log = tx.audit()
-            assert [e.principal for e in log] == ["p0", "p1", "p2"]
-            assert [e.seq for e in log] == [1, 2, 3]
-            assert verify_chain(log).ok  # chained by the migration
-            assert tx.audit_head() == (3, log[-1].link)
+            # chained by 0003; 0006 added the batch entry of the tree over the reports
+            assert [e.principal for e in log] == ["p0", "p1", "p2", "migration"]
+            assert [e.seq for e in log] == [1, 2, 3, 4]
+            assert (log[3].action, log[3].object) == ("submit_batch", "leaves:0-2")
+            assert verify_chain(log).ok
+            assert tx.audit_head() == (4, log[-1].link)
+            assert tx.log_tree().size == 3
             # and the next writes go on from there
             tx.write(
                 WriteBatch(
@@ -235,10 +255,14 @@ def test_a_database_made_by_the_first_release_opens_with_this_one(db_url: str) -
         with store.transaction() as tx:
             assert tx.aggregates("walikota", "16.73")["total"] == 310
             after = tx.audit()
-            assert after[:3] == log and [e.seq for e in after] == [1, 2, 3, 4]
+            assert after[:4] == log and [e.seq for e in after] == [1, 2, 3, 4, 5]
             assert verify_chain(after).ok
     finally:
         store.close()
+
+
+def _without_leaves(found: dict[uuid.UUID, StoredReport]) -> dict[uuid.UUID, StoredReport]:
+    return {k: attrs.evolve(r, leaf_index=None, leaf_hash="") for k, r in found.items()}
 
 
 def _sql_time(conn: sa.Connection, d: datetime) -> Any:
@@ -453,3 +477,124 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url: str) -
         t.join()
     assert errors == []
     assert _revision(db_url) == head_revision()
+
+
+# -- 0006: the audit log in Merkle batches ------------------------------------------------
+
+
+def _write_as_release_0_4(url: str) -> list[uuid.UUID]:
+    """Three reports and the log release 0.4 wrote for them (one ``submit`` entry each,
+    chained), a read between them, against schema 0004, in plain SQL."""
+    ids = [uuid.UUID(int=0x5EED0000 + i) for i in range(3)]
+    entries: list[AuditRecord] = []
+    with migration_connection(url) as (conn, _):
+        sqlite = conn.dialect.name == "sqlite"
+
+        def uid(u: uuid.UUID) -> str:
+            return u.hex if sqlite else str(u)
+
+        for i, report_id in enumerate(ids):
+            payload = json.dumps({"report_id": str(report_id), "n": i})
+            at = WITA + timedelta(minutes=10 - 3 * i)  # received in reverse id order
+            conn.execute(
+                sa.text(
+                    "INSERT INTO reports (report_id, chain_id, version, kind, station, contest,"
+                    " monitor, stage, observed_at, received_at, digest, payload, status,"
+                    " verdict, submitted_by) VALUES (:id, :id, 1, 'situation', :station, NULL,"
+                    " 'LLG-0001', 'pembukaan', :at, :at, :digest, :payload, :status, '[]',"
+                    " 'LLG-0001')"
+                ),
+                {
+                    "id": uid(report_id),
+                    "station": "1673011001001",
+                    "at": _sql_time(conn, at),
+                    "digest": hashlib.sha256(payload.encode()).hexdigest(),
+                    "payload": payload,
+                    "status": "flagged" if i == 1 else "accepted",
+                },
+            )
+            entries.append(
+                AuditRecord(at, "LLG-0001", "monitor", "submit", f"report:{report_id}",
+                            "flagged" if i == 1 else "accepted", region="1673011001001")
+            )  # fmt: skip
+            entries.append(AuditRecord(at, "coord", "coordinator", "read_tally", "x", "ok"))
+        log = chain((0, GENESIS), entries)
+        for e in log:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO audit_log (seq, at, principal, role, action, object, outcome,"
+                    " detail, region, link) VALUES (:seq, :at, :principal, :role, :action,"
+                    " :object, :outcome, :detail, :region, :link)"
+                ),
+                {**attrs.asdict(e), "at": _sql_time(conn, e.at)},
+            )
+        conn.execute(
+            sa.text("UPDATE audit_head SET seq = :seq, link = :link WHERE id = 1"),
+            {"seq": log[-1].seq, "link": log[-1].link},
+        )
+    return ids
+
+
+def test_0006_carries_a_log_of_one_entry_per_report_over(db_url: str) -> None:
+    upgrade(db_url, "0004")
+    ids = _write_as_release_0_4(db_url)
+    store = SQLStorage(db_url)  # upgrades on open
+    desk = Desk.open(small_deployment(), storage=store, clock=lambda: WITA + timedelta(hours=1))
+    try:
+        with store.transaction() as tx:
+            got = tx.get_reports(ids)
+            log = tx.audit()
+        # leaves in received order, with the role and outcome of their own entries
+        assert [got[i].leaf_index for i in ids] == [2, 1, 0]
+        assert [(got[i].submitted_role, got[i].submitted_status) for i in ids] == [
+            ("monitor", "accepted"),
+            ("monitor", "flagged"),
+            ("monitor", "accepted"),
+        ]
+        # the old entries stay, and one batch entry states the tree over them
+        actions = [e.action for e in log]
+        assert actions[:7] == ["submit", "read_tally"] * 3 + ["submit_batch"]
+        assert (log[6].principal, log[6].object) == ("migration", "leaves:0-2")
+        report = desk.audit.verify()
+        assert report.ok, report.reason
+        assert report.tree[0] == 3
+        # the desk goes on from there
+        situation = SituationReport(
+            report_id=uuid.uuid4(), monitor="LLG-0001", station="1673011001001",
+            observed_at=WITA, stage=Stage.OPENING, status=SecurityStatus.SAFE,
+        )  # fmt: skip
+        system = Principal(id="import", role=Role.SYSTEM)
+        assert desk.submit(situation, principal=system).leaf_index == 3
+        assert desk.audit.verify().ok
+        # and tampering with a migrated report is named
+        with migration_connection(db_url) as (conn, _):
+            conn.execute(
+                sa.text("UPDATE reports SET submitted_by = 'mallory' WHERE leaf_index = 1")
+            )
+        bad = desk.audit.verify()
+        assert (bad.ok, bad.leaf, bad.report_id) == (False, 1, ids[1])
+    finally:
+        desk.close()
+
+
+def test_0006_downgrades_only_a_log_without_batches(db_url: str) -> None:
+    upgrade(db_url)
+    with migration_connection(db_url) as (conn, schema):
+        command.downgrade(alembic_config(conn, schema), "0005")  # no report: no batch
+    with migration_connection(db_url) as (conn, _):
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("reports")}
+    assert "leaf_index" not in columns
+    _write_as_release_0_4(db_url)
+    upgrade(db_url)
+    with (
+        pytest.raises(RuntimeError, match="Restore the backup"),
+        migration_connection(db_url) as (conn, schema),
+    ):
+        command.downgrade(alembic_config(conn, schema), "0005")
+    store = SQLStorage(db_url)  # still at 0006, and sound
+    try:
+        with store.transaction() as tx:
+            assert verify_chain(tx.audit()).ok
+            assert tx.log_tree().size == 3
+    finally:
+        store.close()

@@ -872,6 +872,10 @@ def _check_race_outcome(url: str, results: list[tuple[int, dict[str, int], list[
         province = desk.tally("31", principal=SYSTEM)
         assert province.total == expected["31"]["total"]
         assert province.stations_counted == expected["31"]["stations"]
+        # the racing writers' batches make one tree: every report a leaf, once (#13)
+        audit = desk.audit.verify()
+        assert audit.ok, audit.reason
+        assert audit.tree[0] == len(every)
 
 
 @pytest.mark.postgres

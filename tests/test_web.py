@@ -232,7 +232,7 @@ def _section(html: str, ident: str) -> str:
 def _audit(site_: Site, action: str) -> list[str]:
     return [
         f"{e.principal}:{e.object}:{e.outcome}"
-        for e in site_.desk.audit.entries()
+        for e in site_.desk.audit.records()  # a report's record follows its batch
         if e.action == action
     ]
 

@@ -107,7 +107,7 @@ def head_of(desk: Desk, station: str) -> Any:
 def audit_of(desk: Desk, action: str, report_id: object) -> list[tuple[str, str]]:
     return [
         (e.principal, e.outcome)
-        for e in desk.audit.entries()
+        for e in desk.audit.records()  # a report's record follows its batch
         if e.action == action and e.object == f"report:{report_id}"
     ]
 

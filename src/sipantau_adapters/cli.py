@@ -7,6 +7,9 @@ printing each verdict with its messages in Indonesian and English.
 ``sipantau desk DEPLOYMENT [REPORTS.jsonl] --storage URL`` runs a desk: every report is
 submitted by its own monitor, then the desk prints the count by kecamatan, what was
 flagged and why, and shows the release of the city's result to a viewer.
+
+``sipantau audit verify|checkpoint|prove|consistency`` checks a desk's audit log and
+hands out its checkpoints and proofs (:mod:`sipantau_adapters.cli_audit`).
 """
 
 from __future__ import annotations
@@ -241,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--scope", default=None, help="region code (none: system only)")
     token.set_defaults(run=_token)
+    from sipantau_adapters.cli_audit import add_parser as add_audit
     from sipantau_adapters.demo import add_parser as add_demo
 
     add_demo(sub)
+    add_audit(sub)
     plugins = sub.add_parser("plugins", help="list the installed plugins and storage schemes")
     plugins.set_defaults(run=_plugins)
     return parser

@@ -1,12 +1,20 @@
-"""The tamper-evident audit log: a hash chain over every entry, and signed checkpoints.
+"""The tamper-evident audit log: a hash chain over every entry, a Merkle tree over every
+report, and signed checkpoints.
 
 Each entry's *leaf hash* is SHA-256 over a domain-separated canonical form of the entry
 (its sequence number included); each *link* is SHA-256 over a different domain string,
 the previous link and the leaf. Changing, deleting, inserting or reordering an entry
-breaks every link from there on, and :func:`verify_chain` names the first bad entry. A
-:class:`Checkpoint` (sequence, link, time) signed with the desk's Ed25519 key can be
-handed to an outside party; :func:`verify_extends` later checks, with the log and the
-checkpoint only, that the log still extends it.
+breaks every link from there on, and :func:`verify_chain` names the first bad entry.
+
+Reports are not entries of their own (#13): each is a leaf of one RFC 6962 Merkle tree
+(:mod:`sipantau_core.audit_leaves`), and each batch of them appends one chained
+``submit_batch`` entry with the tree's size and root after it. :func:`verify_log`
+recomputes the chain, every report's leaf and every batch's root, and names the first bad
+entry or report.
+
+A :class:`Checkpoint` (sequence, link, tree size, tree root, time) signed with the desk's
+Ed25519 key can be handed to an outside party; :func:`verify_extends` later checks, with
+the log and the checkpoint only, that the log still extends it.
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final
+from uuid import UUID
 
 import attrs
 
-from sipantau_core.ports import AuditRecord
+from sipantau_core.audit_leaves import batch_of, report_leaf
+from sipantau_core.merkle import EMPTY_ROOT, Frontier
+from sipantau_core.ports import AuditRecord, StoredReport
 from sipantau_core.signing import DeviceKey, PublicKey
 from sipantau_core.wire import _json_str
 
@@ -30,13 +41,16 @@ __all__ = [
     "chain",
     "leaf_hash",
     "link_hash",
+    "tree_at",
     "verify_chain",
     "verify_extends",
+    "verify_log",
 ]
 
 _LEAF: Final = b"sipantau/audit-leaf/v1\x00"
 _LINK: Final = b"sipantau/audit-link/v1\x00"
 _CHECKPOINT: Final = b"sipantau/audit-checkpoint/v1\x00"
+_CHECKPOINT_V2: Final = b"sipantau/audit-checkpoint/v2\x00"
 #: The link before the first entry.
 GENESIS: Final = "0" * 64
 
@@ -138,13 +152,18 @@ def chain(head: tuple[int, str], entries: Iterable[AuditRecord]) -> list[AuditRe
 @attrs.frozen
 class ChainReport:
     """The result of checking a log: ``ok``, or the first bad entry's ``seq`` (the
-    position where it was expected when entries are missing) and why."""
+    position where it was expected when entries are missing) and why. When a report is
+    the first bad thing, ``leaf`` and ``report_id`` name it (``first_bad`` is then the
+    batch entry it belongs to, if any). ``tree`` is the report tree's (size, root)."""
 
     ok: bool
     entries: int
     head: tuple[int, str]
     first_bad: int | None = None
     reason: str = ""
+    leaf: int | None = None
+    report_id: UUID | None = None
+    tree: tuple[int, str] = (0, EMPTY_ROOT.hex())
 
 
 def verify_chain(entries: Sequence[AuditRecord]) -> ChainReport:
@@ -175,44 +194,75 @@ def verify_chain(entries: Sequence[AuditRecord]) -> ChainReport:
 
 @attrs.frozen
 class Checkpoint:
-    """A signed statement that the log had ``seq`` entries ending in ``link`` at ``at``."""
+    """A signed statement that the log had ``seq`` entries ending in ``link`` and its
+    report tree ``tree_size`` leaves with head ``root`` (hex), at ``at``.
+
+    Version 2 (#13, the signed tree head). A version-1 checkpoint (before #13: no tree,
+    ``tree_size`` is ``None``) is still read from its wire form and checked as it was
+    signed: it pins the chain only."""
 
     seq: int
     link: str
     at: datetime
     key_id: str
     signature: bytes
+    tree_size: int | None = None
+    root: str = ""
+
+    @property
+    def version(self) -> int:
+        return 1 if self.tree_size is None else 2
 
     @staticmethod
-    def message(seq: int, link: str, at: datetime) -> bytes:
-        return _CHECKPOINT + f"{seq}|{link}|{_utc(at)}".encode()
+    def message(
+        seq: int, link: str, at: datetime, tree_size: int | None = None, root: str = ""
+    ) -> bytes:
+        if tree_size is None:
+            return _CHECKPOINT + f"{seq}|{link}|{_utc(at)}".encode()
+        return _CHECKPOINT_V2 + f"{seq}|{link}|{tree_size}|{root}|{_utc(at)}".encode()
 
     @classmethod
-    def sign(cls, seq: int, link: str, at: datetime, key: DeviceKey) -> Checkpoint:
-        return cls(seq, link, at, key.public_key.key_id, key.sign(cls.message(seq, link, at)))
+    def sign(
+        cls,
+        seq: int,
+        link: str,
+        at: datetime,
+        key: DeviceKey,
+        tree: tuple[int, str] | None = None,
+    ) -> Checkpoint:
+        """Sign (seq, link, at) and, with ``tree`` (size, root hex), the tree head."""
+        size, root = tree if tree is not None else (None, "")
+        message = cls.message(seq, link, at, size, root)
+        return cls(seq, link, at, key.public_key.key_id, key.sign(message), size, root)
 
     def signature_ok(self, key: PublicKey) -> bool:
         return key.key_id == self.key_id and key.verify(
-            self.signature, self.message(self.seq, self.link, self.at)
+            self.signature, self.message(self.seq, self.link, self.at, self.tree_size, self.root)
         )
 
     def to_wire(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "seq": self.seq,
             "link": self.link,
             "at": _utc(self.at),
             "key_id": self.key_id,
             "signature": self.signature.hex(),
         }
+        if self.tree_size is not None:
+            out = {"version": 2, **out, "tree_size": self.tree_size, "root": self.root}
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, object]) -> Checkpoint:
+        tree_size = data.get("tree_size")
         return cls(
             int(str(data["seq"])),
             str(data["link"]),
             datetime.fromisoformat(str(data["at"])),
             str(data["key_id"]),
             bytes.fromhex(str(data["signature"])),
+            None if tree_size is None else int(str(tree_size)),
+            str(data.get("root", "")),
         )
 
 
@@ -256,4 +306,150 @@ def verify_extends(
             f"entry {checkpoint.seq} no longer ends in the checkpoint's hash: "
             "the log was rewritten",
         )
+    if checkpoint.tree_size is not None and tree_at(entries, checkpoint.seq) != (
+        checkpoint.tree_size,
+        checkpoint.root,
+    ):
+        return ChainReport(
+            False,
+            len(entries),
+            report.head,
+            checkpoint.seq,
+            f"the log's report tree at entry {checkpoint.seq} is not the checkpoint's "
+            f"({checkpoint.tree_size} leaves): the log was rewritten",
+        )
     return report
+
+
+def tree_at(entries: Sequence[AuditRecord], seq: int) -> tuple[int, str]:
+    """The report tree's (size, root) as of entry ``seq``: the last batch entry's."""
+    for entry in reversed(entries[:seq]):
+        batch = batch_of(entry)
+        if batch is not None:
+            return batch.size, batch.root
+    return 0, EMPTY_ROOT.hex()
+
+
+def _leaf_ok(report: StoredReport, index: int) -> bytes | None:
+    """The leaf hash of ``report`` as leaf ``index`` when it matches the stored one and
+    the report's payload (read with the report: ``ReportFilter(payload=True)``) still
+    hashes to its digest; ``None`` when not."""
+    leaf = report_leaf(report, index)
+    if leaf.hex() != report.leaf_hash:
+        return None
+    if hashlib.sha256(report.payload.encode()).hexdigest() != report.digest:
+        return None  # the payload changed (or was blanked) under its digest
+    return leaf
+
+
+def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) -> ChainReport:
+    """Recompute the chain, then every report's leaf and every batch's root, in the log's
+    order; name the first bad entry, or the first bad report (its leaf and id): changed
+    (its leaf no longer hashes the same, or its payload no longer hashes to its digest),
+    deleted (a leaf of a batch without its report), inserted (a report in no batch), or
+    moved to another place in the tree. A batch whose reports were rewritten together
+    with their stored leaf hashes no longer hashes to its root: the batch is named."""
+    chain_report = verify_chain(entries)
+    if not chain_report.ok:
+        return chain_report
+    n, head = len(entries), chain_report.head
+    by_index: dict[int, StoredReport] = {}
+    unnumbered: list[StoredReport] = []
+    twice: list[StoredReport] = []  # a second report at a leaf taken (no unique index)
+    for r in reports:
+        if r.leaf_index is None:
+            unnumbered.append(r)
+        elif r.leaf_index in by_index:
+            twice.append(r)
+        else:
+            by_index[r.leaf_index] = r
+    frontier = Frontier()
+    for entry in entries:
+        batch = batch_of(entry)
+        if batch is None:
+            if entry.action == "submit_batch":
+                return ChainReport(
+                    False, n, head, entry.seq, f"entry {entry.seq} is a batch without its tree head"
+                )
+            continue
+        if batch.first != frontier.size:
+            return ChainReport(
+                False,
+                n,
+                head,
+                entry.seq,
+                f"batch entry {entry.seq} starts at leaf {batch.first}, but the tree had "
+                f"{frontier.size} leaves",
+            )
+        for i in range(batch.first, batch.size):
+            found = by_index.get(i)
+            if found is None:
+                return ChainReport(
+                    False,
+                    n,
+                    head,
+                    entry.seq,
+                    f"leaf {i} of batch entry {entry.seq} has no report: it was deleted",
+                    leaf=i,
+                )
+            leaf = _leaf_ok(found, i)
+            if leaf is None:
+                return ChainReport(
+                    False,
+                    n,
+                    head,
+                    entry.seq,
+                    f"report {found.report_id} (leaf {i}, batch entry {entry.seq}) was "
+                    "altered or moved",
+                    leaf=i,
+                    report_id=found.report_id,
+                )
+            frontier.append(leaf)
+        if frontier.root().hex() != batch.root:
+            return ChainReport(
+                False,
+                n,
+                head,
+                entry.seq,
+                f"batch entry {entry.seq}: its reports (leaves {batch.first}-{batch.last}) no "
+                "longer hash to its root: they were rewritten",
+            )
+    tree = (frontier.size, frontier.root().hex())
+    extra = sorted(i for i in by_index if i >= frontier.size)
+    if extra:
+        r = by_index[extra[0]]
+        return ChainReport(
+            False,
+            n,
+            head,
+            None,
+            f"report {r.report_id} (leaf {extra[0]}) is in no batch of the log: it was inserted",
+            leaf=extra[0],
+            report_id=r.report_id,
+            tree=tree,
+        )
+    if twice:
+        r = min(twice, key=lambda x: (x.leaf_index or 0, x.report_id))
+        return ChainReport(
+            False,
+            n,
+            head,
+            None,
+            f"report {r.report_id} claims leaf {r.leaf_index}, which another report holds: "
+            "it was inserted",
+            leaf=r.leaf_index,
+            report_id=r.report_id,
+            tree=tree,
+        )
+    if unnumbered:
+        r = min(unnumbered, key=lambda x: (x.received_at, x.report_id))
+        return ChainReport(
+            False,
+            n,
+            head,
+            None,
+            f"report {r.report_id} has no leaf in the log: it was inserted",
+            report_id=r.report_id,
+            tree=tree,
+        )
+    return ChainReport(True, n, head, tree=tree)

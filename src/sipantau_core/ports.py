@@ -29,6 +29,7 @@ __all__ = [
     "CountedTally",
     "Decision",
     "DeviceKeyRecord",
+    "LogTree",
     "MediaRecord",
     "MonitorRecord",
     "NotificationRecord",
@@ -76,6 +77,15 @@ class StoredReport:
     status: ReportStatus
     verdict: str  # JSON list of violations ([] when none or not a tally)
     submitted_by: str
+    #: the submitter's role and what the submission got (``accepted`` / ``flagged``):
+    #: with the fields above, what the report's leaf in the audit log records
+    submitted_role: str = ""
+    submitted_status: str = ""
+    #: the report's place in the audit log's Merkle tree (0, 1, 2, … in the order the
+    #: desk stored them) and its leaf hash (hex), see :mod:`sipantau_core.audit`;
+    #: ``None`` for a report written without a leaf (not through the desk)
+    leaf_index: int | None = None
+    leaf_hash: str = ""
 
 
 #: (contest id, 13-digit TPS code)
@@ -142,6 +152,17 @@ class AuditRecord:
     detail: str = ""
     region: str = ""
     link: str = ""
+
+
+@attrs.frozen
+class LogTree:
+    """The audit log's Merkle tree over the report leaves, as of the log's head: its
+    ``size`` (leaves) and right edge (``frontier``: the hex roots of its perfect
+    subtrees, largest first, joined by commas; see
+    :class:`sipantau_core.merkle.Frontier`)."""
+
+    size: int = 0
+    frontier: str = ""
 
 
 @attrs.frozen
@@ -260,6 +281,11 @@ class WriteBatch:
     #: media, stored unless the same ``sha256`` is stored already (then skipped: not an
     #: error, and the first upload's record stays)
     media: list[MediaRecord] = attrs.field(factory=list)
+    #: when the batch appends ``reports`` to the audit log's tree: the tree after them
+    #: (stored with the log's head) and their leaf hashes, in order; report ``i`` is leaf
+    #: ``tree.size - len(reports) + i``. ``None``: the reports get no leaf.
+    tree: LogTree | None = None
+    leaves: list[str] = attrs.field(factory=list)
 
     def add(self, key: AggregateKey, delta: int) -> None:
         if delta:
@@ -359,6 +385,11 @@ class StorageTx(abc.ABC):
         one (so the chain has one writer at a time)."""
 
     @abc.abstractmethod
+    def log_tree(self) -> LogTree:
+        """The audit log's Merkle tree as of its head (``LogTree()`` when no report is
+        in it). Read after :meth:`audit_head` with ``lock``: it moves with the head."""
+
+    @abc.abstractmethod
     def device_keys(
         self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None
     ) -> list[DeviceKeyRecord]:
@@ -404,13 +435,16 @@ class StorageTx(abc.ABC):
         and the transaction must be abandoned), set statuses, replace station states,
         add the aggregate deltas, append decisions, releases and audit entries (with the
         ``seq`` and ``link`` they carry: a ``seq`` taken already is a ``storage.race``
-        too), insert or replace device keys (by key id), tokens (by hash) and
-        monitors (by id), queue the new notifications (each numbered ``seq`` in batch
-        order; one whose ``dedupe_key`` is queued already is skipped, not an error) and
-        replace the delivery state of ``notification_updates`` by ``dedupe_key`` (keeping
-        ``seq``; a key not queued is a ``storage.integrity`` ConflictError), and store the
-        new media (one whose ``sha256`` is stored already, or comes twice in the batch, is
-        stored once: the first record stays; not an error)."""
+        too), number the reports as leaves of the log's tree when ``tree`` is given and
+        store it with the head (a tree that does not start where the stored one ends is a
+        ``storage.race``, and so is a ``leaf_index`` taken already), insert or replace
+        device keys (by key id), tokens (by hash) and monitors (by id), queue the new
+        notifications (each numbered ``seq`` in batch order; one whose ``dedupe_key`` is
+        queued already is skipped, not an error) and replace the delivery state of
+        ``notification_updates`` by ``dedupe_key`` (keeping ``seq``; a key not queued is
+        a ``storage.integrity`` ConflictError), and store the new media (one whose
+        ``sha256`` is stored already, or comes twice in the batch, is stored once: the
+        first record stays; not an error)."""
 
 
 class Storage(abc.ABC):

@@ -43,6 +43,13 @@ class Receipt:
     rule, kept out of the counts), ``duplicate`` (the same report was stored already:
     nothing changed; ``first_status`` is what the first submission got), or after a
     decision ``overridden`` / ``rejected``.
+
+    What the monitor keeps to check later that its report is in the audit log (#13):
+    ``leaf_index`` and ``leaf_hash`` (hex), the report's place and hash in the log's
+    Merkle tree, and the tree head after its batch (``tree_size`` leaves, ``tree_root``
+    hex). With an inclusion proof for a signed checkpoint (``desk.audit.inclusion_proof``,
+    :func:`sipantau_core.proofs.check_inclusion`), the leaf is shown to be in the log. A
+    duplicate carries the first submission's leaf, without a tree head.
     """
 
     report_id: UUID
@@ -53,6 +60,10 @@ class Receipt:
     received_at: datetime
     violations: tuple[Violation, ...] = ()
     first_status: str | None = None
+    leaf_index: int | None = None
+    leaf_hash: str = ""
+    tree_size: int | None = None
+    tree_root: str = ""
 
     @property
     def counted(self) -> bool:

@@ -216,6 +216,25 @@ def _schemas() -> dict[str, Any]:
                 "station": {**string, "description": "13-digit TPS code"},
                 "received_at": {"type": "string", "format": "date-time"},
                 "violations": {"type": "array", "items": _ref("Violation")},
+                "leaf_index": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "The report's place in the audit log's Merkle tree "
+                    "(docs/security.md)",
+                },
+                "leaf_hash": {
+                    **nullable_string,
+                    "description": "The report's RFC 6962 leaf hash (hex)",
+                },
+                "tree_size": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "description": "The tree's size after the report's batch (a new report only)",
+                },
+                "tree_root": {
+                    **nullable_string,
+                    "description": "The tree's root after the report's batch (hex)",
+                },
             },
         },
         "ReceiptResponse": {

@@ -103,6 +103,10 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
         "station": receipt.station,
         "received_at": receipt.received_at.isoformat(),
         "violations": [_violation_json(v) for v in receipt.violations],
+        "leaf_index": receipt.leaf_index,
+        "leaf_hash": receipt.leaf_hash or None,
+        "tree_size": receipt.tree_size,
+        "tree_root": receipt.tree_root or None,
     }
 
 
@@ -120,6 +124,10 @@ def _stored_receipt_json(stored: StoredReport) -> dict[str, Any]:
         "station": stored.station,
         "received_at": stored.received_at.isoformat(),
         "violations": json.loads(stored.verdict),
+        "leaf_index": stored.leaf_index,
+        "leaf_hash": stored.leaf_hash or None,
+        "tree_size": None,
+        "tree_root": None,
     }
 
 

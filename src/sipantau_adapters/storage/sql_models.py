@@ -9,7 +9,8 @@ What the database enforces: the report id is the primary key; ``(chain_id, versi
 unique; a station's state has one row per ``(contest, station)``; an aggregate counter one
 row per ``(contest, region, name)``; a report's status is one of the port's statuses; an
 audit entry's ``seq`` (assigned by the desk) is unique and positive, and ``audit_head`` has
-one row, the last entry's ``(seq, link)``; a device key, a staff token and a monitor have
+one row, the last entry's ``(seq, link)`` and the report tree's size and frontier
+(0005); a report's leaf index is unique (0005); a device key, a staff token and a monitor have
 one row per key id, token hash and monitor id; a queued notification one row per
 ``dedupe_key`` (0004), its status one of the port's notification statuses; a stored photo
 one row per SHA-256 of its bytes (0005).
@@ -106,6 +107,8 @@ class ReportRow(_Base, table=True):
         # 0002: region/station listings and kind/contest filters
         sa.Index("ix_reports_station", "station"),
         sa.Index("ix_reports_kind_contest", "kind", "contest"),
+        # 0005: the report's leaf in the audit log's Merkle tree, one report per leaf
+        sa.Index("uq_reports_leaf_index", "leaf_index", unique=True),
     )
 
     report_id: uuid.UUID = Field(sa_type=sa.Uuid(), primary_key=True)
@@ -123,6 +126,17 @@ class ReportRow(_Base, table=True):
     status: str = Field(sa_type=sa.String(), nullable=False)
     verdict: str = Field(sa_type=sa.Text(), nullable=False)
     submitted_by: str = Field(sa_type=sa.String(), nullable=False)
+    # 0005: what the report's leaf in the audit log records, and the leaf
+    submitted_role: str = Field(
+        default="", sa_type=sa.String(), nullable=False, sa_column_kwargs={"server_default": ""}
+    )
+    submitted_status: str = Field(
+        default="", sa_type=sa.String(), nullable=False, sa_column_kwargs={"server_default": ""}
+    )
+    leaf_index: int | None = Field(default=None, sa_type=sa.BigInteger(), nullable=True)
+    leaf_hash: str = Field(
+        default="", sa_type=sa.String(), nullable=False, sa_column_kwargs={"server_default": ""}
+    )
 
 
 class StationStateRow(_Base, table=True):
@@ -216,6 +230,13 @@ class AuditHeadRow(_Base, table=True):
     )
     seq: int = Field(sa_type=sa.Integer(), nullable=False)
     link: str = Field(sa_type=sa.String(), nullable=False)
+    # 0005: the report tree as of the head (size, frontier: see sipantau_core.merkle)
+    tree_size: int = Field(
+        default=0, sa_type=sa.BigInteger(), nullable=False, sa_column_kwargs={"server_default": "0"}
+    )
+    frontier: str = Field(
+        default="", sa_type=sa.Text(), nullable=False, sa_column_kwargs={"server_default": ""}
+    )
 
 
 class DeviceKeyRow(_Base, table=True):

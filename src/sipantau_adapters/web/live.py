@@ -44,7 +44,8 @@ __all__ = ["CHANGES", "LiveHub", "stream"]
 log = logging.getLogger("sipantau_adapters.web")
 
 #: The audit actions that change what the overview shows.
-CHANGES = frozenset({"submit", "override", "reject", "release", "acknowledge"})
+#: (a batch of reports is one ``submit_batch`` entry about the region holding them)
+CHANGES = frozenset({"submit", "submit_batch", "override", "reject", "release", "acknowledge"})
 #: A comment line now and then keeps proxies from closing an idle stream.
 KEEPALIVE_S = 15.0
 #: A stream ends after this long; the browser reconnects at once (``retry``), signing in

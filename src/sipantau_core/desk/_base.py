@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import attrs
 
 from sipantau_core.access import Action, Principal, Target, authorize
 from sipantau_core.audit import chain
+from sipantau_core.audit_leaves import Batch, batch_entry, report_leaf
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk._memo import Memo
 from sipantau_core.desk._records import (
@@ -35,10 +37,12 @@ from sipantau_core.errors import (
     UnknownEntityError,
 )
 from sipantau_core.events import DeskView
+from sipantau_core.merkle import Frontier
 from sipantau_core.notify import Notifier
 from sipantau_core.plugins import Plugins
 from sipantau_core.ports import (
     AuditRecord,
+    LogTree,
     ReportFilter,
     Storage,
     StorageTx,
@@ -63,6 +67,34 @@ Clock = Callable[[], datetime]
 MAX_RETRIES = 5
 
 _T = TypeVar("_T")
+
+
+@attrs.frozen
+class Appended:
+    """What a batch appended to the log's report tree: the batch (first leaf, count, the
+    tree's size and root after it) and its leaf hashes, in the order of its reports."""
+
+    batch: Batch
+    leaves: list[bytes]
+
+
+def _common_region(stations: set[str]) -> str:
+    """What a batch is about: its one TPS (13 digits), or the smallest region holding
+    all its TPS (``16.73.01.1001``, ``16.73.01``, ``16.73``, ``16``), or "" for none."""
+    if len(stations) == 1:
+        return next(iter(stations))
+    # digit by digit is what is wanted here: the codes' digits are their regions
+    prefix = os.path.commonprefix(sorted(stations))  # noqa: RUF071
+    for digits in (10, 6, 4, 2):
+        if len(prefix) >= digits:
+            p = prefix[:digits]
+            return ".".join(part for part in (p[:2], p[2:4], p[4:6], p[6:10]) if part)
+    return ""
+
+
+#: Called by :meth:`DeskBase._commit` with the batch and what it appended to the tree,
+#: after the head is locked and the reports numbered, before the write.
+Then = Callable[[WriteBatch, "Appended | None"], None]
 
 
 def _utcnow() -> datetime:
@@ -132,6 +164,8 @@ class DeskBase:
             received_at=stored.received_at,
             violations=_violations_from(stored.verdict),
             first_status=stored.status.value if duplicate else None,
+            leaf_index=stored.leaf_index,
+            leaf_hash=stored.leaf_hash,
         )
 
     def _audit_entry(
@@ -181,23 +215,51 @@ class DeskBase:
             raise
 
     @staticmethod
-    def _commit(tx: StorageTx, batch: WriteBatch) -> None:
-        """Write ``batch``, numbering and chaining its audit entries after the log's head
-        (locked, so the chain has one writer at a time).
+    def _commit(tx: StorageTx, batch: WriteBatch, then: Then | None = None) -> Appended | None:
+        """Write ``batch``: number its reports as the next leaves of the log's tree, add
+        the batch's one ``submit_batch`` entry, and number and chain its audit entries
+        after the log's head (locked, so the chain and the tree have one writer at a
+        time). ``then`` sees the batch once numbered, before it is written (to add what
+        depends on the numbers, such as the alerts of its receipts).
 
         A batch of reports is written in two steps: first what no other writer touches
-        (its reports and stations, locked already), then, with the head locked, what every
-        writer shares (the counts of the regions above the TPS, and the audit entries).
-        Concurrent writers then queue only for that short second step."""
-        if batch.reports and (batch.audit or batch.aggregates):
-            own = attrs.evolve(batch, audit=[], aggregates={})
-            shared = WriteBatch(audit=batch.audit, aggregates=batch.aggregates)
-            tx.write(own)
-            batch = shared
-        if batch.audit:
-            batch.audit = chain(tx.audit_head(lock=True), batch.audit)
+        (its TPS rows, locked already), then, with the head locked, the rest. Concurrent
+        writers then queue only for the second step."""
+        if batch.reports and batch.stations:
+            tx.write(WriteBatch(stations=batch.stations))
+            batch = attrs.evolve(batch, stations={})
+        appended = None
+        if batch.audit or batch.reports:
+            head = tx.audit_head(lock=True)
+            if batch.reports:
+                appended = DeskBase._append_leaves(tx, batch)
+            batch.audit = chain(head, batch.audit)
+        if then is not None:
+            then(batch, appended)
         if batch:
             tx.write(batch)
+        return appended
+
+    @staticmethod
+    def _append_leaves(tx: StorageTx, batch: WriteBatch) -> Appended:
+        """Number ``batch.reports`` after the log's tree (read under the head's lock),
+        compute their leaves and the tree's new head from its frontier (``O(batch + log
+        n)`` hashes), and add the batch's entry."""
+        tree = tx.log_tree()
+        frontier = Frontier.from_text(tree.size, tree.frontier)
+        first = tree.size
+        reports = batch.reports
+        leaves = [report_leaf(r, first + k) for k, r in enumerate(reports)]
+        frontier.extend(leaves)
+        appended = Batch(first, len(leaves), frontier.size, frontier.root().hex())
+        who = {(r.submitted_by, r.submitted_role) for r in reports}
+        principal, role = who.pop() if len(who) == 1 else ("desk", "system")
+        region = _common_region({r.station for r in reports})
+        at = reports[0].received_at
+        batch.audit.append(batch_entry(at, principal, role, appended, region))
+        batch.tree = LogTree(frontier.size, frontier.to_text())
+        batch.leaves = [leaf.hex() for leaf in leaves]
+        return Appended(appended, leaves)
 
     def _count_stages(self) -> None:
         """Make the storage's stage counts agree with this deployment's schedule (count

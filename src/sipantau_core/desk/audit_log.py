@@ -1,5 +1,5 @@
-"""``desk.audit``: the tamper-evident log of a desk, its verification and signed
-checkpoints.
+"""``desk.audit``: the tamper-evident log of a desk, its verification, signed checkpoints,
+and the proofs of its report tree.
 """
 
 from __future__ import annotations
@@ -9,20 +9,32 @@ import binascii
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
-from sipantau_core.audit import ChainReport, Checkpoint, verify_chain, verify_extends
+from sipantau_core.access import Action, Principal, Role, Target
+from sipantau_core.audit import ChainReport, Checkpoint, verify_extends, verify_log
+from sipantau_core.audit_leaves import batch_of, report_leaf_data
+from sipantau_core.domain import RegionCode, StationCode
 from sipantau_core.errors import (
     SipantauError,
+    UnknownEntityError,
 )
+from sipantau_core.merkle import Frontier, consistency_path, inclusion_path, root
 from sipantau_core.ports import (
     AuditRecord,
+    ReportFilter,
     Storage,
+    StorageTx,
+    StoredReport,
 )
+from sipantau_core.proofs import ConsistencyProof, InclusionProof
 from sipantau_core.signing import (
     DeviceKey,
     PublicKey,
 )
+
+_T = TypeVar("_T")
 
 
 class _Keeper(Protocol):
@@ -33,6 +45,30 @@ class _Keeper(Protocol):
 
     @property
     def clock(self) -> Callable[[], datetime]: ...
+
+    def _guard(
+        self,
+        principal: Principal,
+        action: Action,
+        target: Target | None,
+        *,
+        what: str,
+        released: bool = False,
+        where: Target | None = None,
+    ) -> None: ...
+
+    def _audit_entry(
+        self,
+        principal: Principal,
+        action: str,
+        obj: str,
+        outcome: str,
+        at: datetime | None = None,
+        *,
+        where: Target | None = None,
+    ) -> AuditRecord: ...
+
+    def _read_audited(self, entry: AuditRecord, read: Callable[[StorageTx], _T]) -> _T: ...
 
 
 def _desk_key_from_settings(settings: Mapping[str, Any]) -> DeviceKey | None:
@@ -54,6 +90,30 @@ def _desk_key_from_settings(settings: Mapping[str, Any]) -> DeviceKey | None:
         ) from None
 
 
+def _leaves(tx: StorageTx) -> list[StoredReport]:
+    """Every report with a leaf, in leaf order (no payloads)."""
+    found = tx.reports(ReportFilter(heads_only=False, payload=False))
+    numbered = [r for r in found if r.leaf_index is not None]
+    numbered.sort(key=lambda r: r.leaf_index or 0)
+    return numbered
+
+
+def submission_record(report: StoredReport, batch_entry: AuditRecord) -> AuditRecord:
+    """A report's leaf as the ``submit`` record a reader of the log sees (after its batch
+    entry, with the batch's ``seq``, no link of its own: the batch's root covers it)."""
+    return AuditRecord(
+        at=report.received_at,
+        principal=report.submitted_by,
+        role=report.submitted_role,
+        action="submit",
+        object=f"report:{report.report_id}",
+        outcome=report.submitted_status,
+        seq=batch_entry.seq,
+        detail=f"leaf:{report.leaf_index}",
+        region=report.station,
+    )
+
+
 class AuditLog:
     """``desk.audit``: the tamper-evident record of who did what."""
 
@@ -67,19 +127,41 @@ class AuditLog:
         return self._key.public_key if self._key is not None else None
 
     def entries(self) -> list[AuditRecord]:
-        """The whole log, in order (for verification; use ``desk.history`` to read it
-        as a principal)."""
+        """The chained entries, in order (for verification; use ``desk.history`` to read
+        it as a principal). A batch of reports is one ``submit_batch`` entry here; see
+        :meth:`records` for its reports."""
         with self._desk.storage.transaction() as tx:
             return tx.audit()
 
+    def records(self, *, after: int = 0) -> list[AuditRecord]:
+        """The log as a reader sees it: the chained entries with ``seq > after``, each
+        batch entry followed by its reports as ``submit`` records (the principal and role
+        that sent each, what it got, when, about which TPS; ``detail`` ``leaf:N``)."""
+        with self._desk.storage.transaction() as tx:
+            entries = tx.audit(after=after)
+            leaves = _leaves(tx) if any(batch_of(e) for e in entries) else []
+        by_index = {r.leaf_index: r for r in leaves}
+        out: list[AuditRecord] = []
+        for entry in entries:
+            out.append(entry)
+            batch = batch_of(entry)
+            if batch is not None:
+                for i in range(batch.first, batch.size):
+                    report = by_index.get(i)
+                    if report is not None:
+                        out.append(submission_record(report, entry))
+        return out
+
     def verify(self, checkpoint: Checkpoint | None = None) -> ChainReport:
-        """Recompute the hash chain; with ``checkpoint``, also check that the log still
-        extends it. The report names the first bad entry."""
+        """Recompute the hash chain, every report's leaf and every batch's tree root; with
+        ``checkpoint``, also check that the log still extends it. The report names the
+        first bad entry, or the first bad report (``leaf``, ``report_id``)."""
         with self._desk.storage.transaction() as tx:
             entries = tx.audit()
             head = tx.audit_head()
+            reports = tx.reports(ReportFilter(heads_only=False))
+        report = verify_log(entries, reports)
         if checkpoint is None:
-            report = verify_chain(entries)
             if report.ok and report.head != head:
                 # The newest entries were deleted (or the head row altered).
                 return ChainReport(
@@ -89,16 +171,20 @@ class AuditLog:
                     report.head[0] + 1,
                     f"the log ends at entry {report.head[0]} but its head records entry "
                     f"{head[0]}: entries were removed",
+                    tree=report.tree,
                 )
             return report
         if self._key is None:
             raise SipantauError(
                 "this desk has no signing key to check checkpoints with", code="audit.no_key"
             )
+        if not report.ok:
+            return report
         return verify_extends(entries, checkpoint, self._key.public_key)
 
     def checkpoint(self) -> Checkpoint:
-        """A signed statement of the log's head (sequence, hash, time)."""
+        """A signed statement of the log's head: its sequence and hash, and the report
+        tree's size and root (the signed tree head), at the desk's time."""
         if self._key is None:
             raise SipantauError(
                 "this desk has no signing key: set [settings] desk_key_env or pass desk_key "
@@ -106,5 +192,93 @@ class AuditLog:
                 code="audit.no_key",
             )
         with self._desk.storage.transaction() as tx:
-            seq, link = tx.audit_head()
-        return Checkpoint.sign(seq, link, self._desk.clock(), self._key)
+            seq, link = tx.audit_head(lock=True)  # and the tree with it
+            tree = tx.log_tree()
+        head = (tree.size, Frontier.from_text(tree.size, tree.frontier).root().hex())
+        return Checkpoint.sign(seq, link, self._desk.clock(), self._key, head)
+
+    # -- proofs --------------------------------------------------------------------------
+
+    def inclusion_proof(
+        self, report_id: UUID | str, *, principal: Principal, tree_size: int | None = None
+    ) -> InclusionProof:
+        """The proof that report ``report_id`` is in the log's report tree of
+        ``tree_size`` leaves (default: the whole tree; pass a checkpoint's
+        ``tree_size`` to check it against that checkpoint). For an auditor of the
+        report's region, or whoever may read the report itself (its monitor, the desk
+        staff of its region); the read is audited. The path holds hashes only."""
+        report_id = report_id if isinstance(report_id, UUID) else _uuid(report_id)
+        with self._desk.storage.transaction() as tx:
+            found = tx.get_reports([report_id]).get(report_id)
+        if found is None:
+            raise UnknownEntityError(
+                f"no report {report_id} at this desk",
+                code="report.not_found",
+                message_id=f"laporan {report_id} tidak ditemukan",
+            )
+        station = StationCode.parse(found.station)
+        action = Action.READ_AUDIT if principal.role is Role.AUDITOR else Action.READ_REPORTS
+        what = f"proof:report:{report_id}"
+        self._desk._guard(principal, action, station, what=what)
+        entry = self._desk._audit_entry(principal, "read_proof", what, "ok", where=station)
+        leaves = self._desk._read_audited(entry, _leaves)
+        index = found.leaf_index
+        if index is None:
+            raise SipantauError(
+                f"report {report_id} has no leaf in the audit log", code="audit.no_leaf"
+            )
+        size = len(leaves) if tree_size is None else tree_size
+        if not index < size <= len(leaves):
+            raise SipantauError(
+                f"report {report_id} is leaf {index}: not in a tree of {size} leaves (the "
+                f"log's tree has {len(leaves)})",
+                code="audit.bad_size",
+            )
+        hashes = [bytes.fromhex(r.leaf_hash) for r in leaves[:size]]
+        return InclusionProof(
+            report_id=report_id,
+            leaf_index=index,
+            leaf_hash=found.leaf_hash,
+            leaf=report_leaf_data(found, index).decode("utf-8"),
+            tree_size=size,
+            root=root(hashes).hex(),
+            path=tuple(h.hex() for h in inclusion_path(index, hashes)),
+        )
+
+    def consistency_proof(
+        self, old_size: int, new_size: int | None = None, *, principal: Principal
+    ) -> ConsistencyProof:
+        """The proof that the report tree of ``old_size`` leaves is a prefix of the tree
+        of ``new_size`` leaves (default: the whole tree). Hashes only: for any auditor
+        (and the system); the read is audited."""
+        scope = principal.scope if isinstance(principal.scope, RegionCode) else None
+        what = f"proof:tree:{old_size}-{'' if new_size is None else new_size}"
+        self._desk._guard(principal, Action.READ_AUDIT, scope, what=what, where=principal.scope)
+        entry = self._desk._audit_entry(principal, "read_proof", what, "ok", where=scope)
+        leaves = self._desk._read_audited(entry, _leaves)
+        new = len(leaves) if new_size is None else new_size
+        if not 0 <= old_size <= new <= len(leaves):
+            raise SipantauError(
+                f"no tree of {old_size} leaves inside one of {new} (the log's tree has "
+                f"{len(leaves)})",
+                code="audit.bad_size",
+            )
+        hashes = [bytes.fromhex(r.leaf_hash) for r in leaves[:new]]
+        return ConsistencyProof(
+            old_size=old_size,
+            new_size=new,
+            old_root=root(hashes[:old_size]).hex(),
+            new_root=root(hashes).hex(),
+            path=tuple(h.hex() for h in consistency_path(old_size, hashes)),
+        )
+
+
+def _uuid(text: str) -> UUID:
+    try:
+        return UUID(str(text))
+    except ValueError:
+        raise UnknownEntityError(
+            f"not a report id (a UUID): {text!r}",
+            code="report.not_found",
+            message_id="ID laporan tidak dikenal",
+        ) from None

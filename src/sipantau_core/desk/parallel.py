@@ -138,7 +138,9 @@ def fork_shares(
     return [item for item in items if item is not None], events, failure
 
 
-_SentReceipt = tuple[bytes, str, int, bytes, str, datetime, str, str | None]
+_SentReceipt = tuple[
+    bytes, str, int, bytes, str, datetime, str, str | None, int | None, str, int | None, str
+]
 
 
 def _send_receipt(r: Receipt) -> _SentReceipt:
@@ -146,11 +148,13 @@ def _send_receipt(r: Receipt) -> _SentReceipt:
     thousands of attrs objects with UUIDs costs more than the work)."""
     violations = _violations_json(Verdict(r.violations)) if r.violations else "[]"
     fields = (r.report_id.bytes, r.status, r.version, r.chain_id.bytes, r.station)
-    return (*fields, r.received_at, violations, r.first_status)
+    leaf = (r.leaf_index, r.leaf_hash, r.tree_size, r.tree_root)
+    return (*fields, r.received_at, violations, r.first_status, *leaf)
 
 
 def _receive_receipt(sent: _SentReceipt) -> Receipt:
-    report_id, status, version, chain_id, station, received_at, violations, first = sent
+    report_id, status, version, chain_id, station, received_at, violations, first = sent[:8]
+    leaf_index, leaf_hash, tree_size, tree_root = sent[8:]
     return Receipt(
         report_id=UUID(bytes=report_id),
         status=status,  # type: ignore[arg-type]
@@ -160,6 +164,10 @@ def _receive_receipt(sent: _SentReceipt) -> Receipt:
         received_at=received_at,
         violations=_violations_from(violations),
         first_status=first,
+        leaf_index=leaf_index,
+        leaf_hash=leaf_hash,
+        tree_size=tree_size,
+        tree_root=tree_root,
     )
 
 

@@ -250,11 +250,12 @@ class Queries(DeskBase):
     def history(
         self, *, principal: Principal, after: int = 0, limit: int | None = None
     ) -> list[AuditRecord]:
-        """The record of who did what (for auditors): actions and objects, never figures."""
+        """The record of who did what (for auditors): actions and objects, never figures.
+        Each batch of reports is its ``submit_batch`` entry followed by one ``submit``
+        record per report (see :meth:`~sipantau_core.desk.audit_log.AuditLog.records`)."""
         scope = principal.scope if isinstance(principal.scope, RegionCode) else None
         self._guard(principal, Action.READ_AUDIT, scope, what="audit", where=principal.scope)
-        with self.storage.transaction() as tx:
-            found = tx.audit(after=after, limit=None)
+        found = self.audit.records(after=after)
         self._write_audit(self._audit_entry(principal, "read_audit", "audit", "ok", where=scope))
         visible = [e for e in found if _visible(principal, e)]
         return visible[:limit] if limit is not None else visible

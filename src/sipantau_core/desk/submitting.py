@@ -14,7 +14,7 @@ import attrs
 
 from sipantau_core.access import Principal
 from sipantau_core.desk import parallel
-from sipantau_core.desk._base import MAX_RETRIES
+from sipantau_core.desk._base import MAX_RETRIES, Appended
 from sipantau_core.desk._records import (
     _COUNTING,
     _NO_STATE,
@@ -53,10 +53,15 @@ from sipantau_core.results import (
     BulkResult,
     Receipt,
 )
+from sipantau_core.rules import Violation
 from sipantau_core.signing import (
     SignatureError,
     SignedReport,
 )
+
+#: A new report once planned: what its receipt and event are made of when it is
+#: numbered (stored report, violations, event kind, the report, who sent it).
+_New = tuple[StoredReport, tuple[Violation, ...], str, Report, Principal]
 
 
 @contextlib.contextmanager
@@ -207,26 +212,82 @@ class Submitting(Checking):
         for attempt in range(MAX_RETRIES):
             try:
                 with self.storage.transaction() as tx:
-                    items, events, batch = self._plan(tx, prepared, now)
-                    batch.audit[:0] = denied
-                    if self.notifier is not None:
-                        # the alerts are queued in the transaction that stores the reports
-                        queued = self.notifier.queue([event for _, event in events], now)
-                        batch.notifications.extend(queued)
-                    self._commit(tx, batch)
-                return items, events
+                    return self._store_in(tx, prepared, now, denied)
             except ConflictError as e:
                 # A concurrent writer stored the same report or version first: read again.
                 if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _store_in(
+        self,
+        tx: StorageTx,
+        prepared: Sequence[_Prepared | SipantauError],
+        now: datetime,
+        denied: list[AuditRecord],
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        """One attempt of :meth:`_store`, in ``tx``."""
+        planned, batch = self._plan(tx, prepared, now)
+        batch.audit[:0] = denied
+        done: list[tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]] = []
+
+        def finish(numbered: WriteBatch, appended: Appended | None) -> None:
+            items, events = self._finish(planned, appended, now)
+            done.append((items, events))
+            if self.notifier is not None:
+                # the alerts are queued in the transaction that stores the reports
+                queued = self.notifier.queue([event for _, event in events], now)
+                numbered.notifications.extend(queued)
+
+        self._commit(tx, batch, finish)
+        return done[0]
+
+    @staticmethod
+    def _finish(
+        planned: Sequence[Receipt | SipantauError | _New],
+        appended: Appended | None,
+        now: datetime,
+    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
+        """The receipts (with each new report's leaf and the tree head after the batch)
+        and the events to announce, once the batch's reports are numbered."""
+        items: list[Receipt | SipantauError] = []
+        events: list[tuple[int, ReportEvent]] = []
+        if appended is not None:
+            first, leaves = appended.batch.first, appended.leaves
+            size, root = appended.batch.size, appended.batch.root
+        k = 0
+        for position, item in enumerate(planned):
+            if not isinstance(item, tuple):
+                items.append(item)
+                continue
+            assert appended is not None  # a new report was appended
+            stored, violations, kind_of_event, report, principal = item
+            receipt = Receipt(
+                report_id=stored.report_id,
+                status=stored.submitted_status,  # type: ignore[arg-type]
+                version=stored.version,
+                chain_id=stored.chain_id,
+                station=stored.station,
+                received_at=now,
+                violations=violations,
+                leaf_index=first + k,
+                leaf_hash=leaves[k].hex(),
+                tree_size=size,
+                tree_root=root,
+            )
+            k += 1
+            items.append(receipt)
+            events.append((position, ReportEvent(kind_of_event, report, receipt, principal, now)))
+        return items, events
+
     def _plan(
         self,
         tx: StorageTx,
         prepared: Sequence[_Prepared | SipantauError],
         now: datetime,
-    ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]], WriteBatch]:
+    ) -> tuple[list[Receipt | SipantauError | _New], WriteBatch]:
+        """The batch that stores ``prepared``, and per report its receipt (a duplicate),
+        its error, or what its receipt and event are made of once it is numbered."""
         ok = [p for p in prepared if isinstance(p, _Prepared)]
         keys = sorted(
             {
@@ -253,25 +314,18 @@ class Submitting(Checking):
         batch = WriteBatch()
         recount = _Recount()
         staged = StageCount()
-        items: list[Receipt | SipantauError] = []
-        events: list[tuple[int, ReportEvent]] = []
-        for position, p in enumerate(prepared):
+        items: list[Receipt | SipantauError | _New] = []
+        for p in prepared:
             if isinstance(p, SipantauError):
                 items.append(p)
                 continue
             try:
-                receipt, event = self._plan_one(
-                    p, now, known, heads, states, batch, recount, staged
-                )
+                items.append(self._plan_one(p, now, known, heads, states, batch, recount, staged))
             except SipantauError as e:
                 items.append(e)
-                continue
-            items.append(receipt)
-            if event is not None:
-                events.append((position, event))
         recount.into(batch.aggregates)
         staged.into(batch.aggregates)
-        return items, events, batch
+        return items, batch
 
     def _plan_one(
         self,
@@ -283,7 +337,7 @@ class Submitting(Checking):
         batch: WriteBatch,
         recount: _Recount,
         staged: StageCount,
-    ) -> tuple[Receipt, ReportEvent | None]:
+    ) -> Receipt | _New:
         report = p.report
         principal = p.principal
         station = report.station.compact
@@ -296,7 +350,7 @@ class Submitting(Checking):
                     code="report.conflict",
                     message_id="laporan dengan ID ini sudah ada dengan isi berbeda; kirim koreksi",
                 )
-            return self._receipt(existing, duplicate=True), None
+            return self._receipt(existing, duplicate=True)
         kind = "tally" if isinstance(report, TallyReport) else "situation"
         if report.amends is not None:
             target = known.get(report.amends.report_id)
@@ -336,6 +390,7 @@ class Submitting(Checking):
             status = ReportStatus.FLAGGED
         else:
             status = ReportStatus.ACCEPTED
+        outcome = _STATUS_VALUE[status]
         stored = StoredReport(
             report_id=report.report_id,
             chain_id=chain_id,
@@ -352,6 +407,8 @@ class Submitting(Checking):
             status=status,
             verdict=_violations_json(verdict) if violations else "[]",
             submitted_by=principal.id,
+            submitted_role=_ROLE_VALUE[principal.role],
+            submitted_status=outcome,
         )
         if isinstance(report, TallyReport):
             key = (report.contest, station)
@@ -378,33 +435,12 @@ class Submitting(Checking):
         self._mark_stage(stored, states, batch, staged)
         known[stored.report_id] = stored
         heads[chain_id] = stored
-        outcome = _STATUS_VALUE[status]
-        batch.audit.append(
-            AuditRecord(
-                at=now,
-                principal=principal.id,
-                role=_ROLE_VALUE[principal.role],
-                action="submit",
-                object=f"report:{report.report_id}",
-                outcome=outcome,
-                region=station,
-            )
-        )
-        receipt = Receipt(
-            report_id=stored.report_id,
-            status=outcome,  # type: ignore[arg-type]
-            version=version,
-            chain_id=chain_id,
-            station=station,
-            received_at=now,
-            violations=violations,
-        )
         kind_of_event = (
             "corrected"
             if version > 1
             else ("flagged" if status is ReportStatus.FLAGGED else "accepted")
         )
-        return receipt, ReportEvent(kind_of_event, report, receipt, principal, now)
+        return (stored, violations, kind_of_event, report, principal)
 
     def _mark_stage(
         self,

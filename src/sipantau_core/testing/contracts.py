@@ -69,6 +69,7 @@ from sipantau_core.ports import (
     TokenRecord,
     WriteBatch,
 )
+from sipantau_core.testing.contracts_tree import DeskLogTreeContract, LogTreeContract
 from sipantau_core.testing.media_contract import MediaContract
 
 __all__ = ["DeskContract", "StorageContract", "build_deployment", "small_deployment"]
@@ -138,7 +139,7 @@ def _write_in_child(storage: Storage, report: StoredReport) -> None:
         storage.close()
 
 
-class StorageContract(MediaContract):
+class StorageContract(MediaContract, LogTreeContract):
     """The storage port's contract. Provide a ``storage`` fixture: a fresh, empty
     :class:`~sipantau_core.ports.Storage`. Set ``persistent = True`` and provide
     ``reopen(storage) -> Storage`` for backends that keep data across instances. The
@@ -654,7 +655,7 @@ def _tally(
     )
 
 
-class DeskContract:
+class DeskContract(DeskLogTreeContract):
     """The desk's use cases on a backend. Provide a ``storage_url`` fixture (a fresh,
     empty store per test); ``desk_plugins`` may list plugins to pass to ``Desk.open``."""
 

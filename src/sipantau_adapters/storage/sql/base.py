@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from sipantau_adapters.storage.sql.connect import _Target
 from sipantau_adapters.storage.sql_errors import db_errors
-from sipantau_core.ports import StationKey, StorageTx
+from sipantau_core.ports import LogTree, StationKey, StorageTx
 
 
 class _TxBase(StorageTx):
@@ -25,6 +25,8 @@ class _TxBase(StorageTx):
         self._changed = False  # the current write has changed something
         #: TPS looked up for writing (``lock=True``, in bulk) that had no row: inserted
         self._absent: set[StationKey] = set()
+        #: the report tree, read with the log's head under its lock
+        self._tree: LogTree | None = None
 
     def _errors(self) -> Any:
         return db_errors(self._target.display)

@@ -27,13 +27,12 @@ from sipantau_adapters.storage.sql.rows import (
     _audit_values,
     _columns,
     _counters_json,
-    _report_values,
     _station_state,
 )
 from sipantau_adapters.storage.sql.statements import _PG, _STAGE_KEYS, _STAGE_STATIONS
 from sipantau_adapters.storage.sql_models import AUDIT, REPORTS, STATIONS
 from sipantau_core.errors import StorageError
-from sipantau_core.ports import AuditRecord, CountedTally, StationKey, StationState, StoredReport
+from sipantau_core.ports import AuditRecord, CountedTally, StationKey, StationState
 
 _COPY_REPORTS = (
     f"COPY reports ({', '.join(_REPORT_NAMES)}) FROM STDIN (FORMAT BINARY)",
@@ -154,14 +153,14 @@ class _Bulk(_TxBase):
         elif known:
             conn.execute(_PG["stations"], _columns(known, json_column="counters"))
 
-    def _insert_reports(self, reports: list[StoredReport]) -> None:
-        if self._pg and len(reports) >= _COPY_FROM:
-            _check_aware(t for r in reports for t in (r.observed_at, r.received_at))
-            self._copy(_COPY_REPORTS, (_report_values(r) for r in reports))
+    def _insert_reports(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert report rows (:func:`~.rows._report_values`)."""
+        if self._pg and len(rows) >= _COPY_FROM:
+            _check_aware(t for row in rows for t in (row[8], row[9]))
+            self._copy(_COPY_REPORTS, rows)
         else:
             self._conn.execute(
-                sa.insert(REPORTS),
-                [dict(zip(_REPORT_NAMES, _report_values(r), strict=True)) for r in reports],
+                sa.insert(REPORTS), [dict(zip(_REPORT_NAMES, row, strict=True)) for row in rows]
             )
 
     def _insert_audit(self, entries: list[AuditRecord]) -> None:

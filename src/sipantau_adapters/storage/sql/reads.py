@@ -31,7 +31,9 @@ from sipantau_adapters.storage.sql.statements import (
     _CHUNK,
     _HEAD_LOCK,
     _HEAD_SELECT,
+    _LAST_BATCH,
     _LAST_ENTRY,
+    _LEAF_HASHES,
     _PG,
     _SELECT_AGGREGATES,
     _SELECT_AGGREGATES_MANY,
@@ -50,10 +52,13 @@ from sipantau_adapters.storage.sql_models import (
     TOKENS,
 )
 from sipantau_core.audit import GENESIS
+from sipantau_core.audit_leaves import batch_from_detail
+from sipantau_core.merkle import Frontier
 from sipantau_core.ports import (
     AuditRecord,
     Decision,
     DeviceKeyRecord,
+    LogTree,
     MediaRecord,
     MonitorRecord,
     NotificationRecord,
@@ -229,13 +234,40 @@ class _Reads(_Bulk):
             row = self._conn.execute(stmt).first()
             if row is None:
                 # Every migrated database has the row; put back one deleted by hand, from the
-                # log's last entry (a primary-key lookup), then read (and lock) it.
+                # log's last entry (a primary-key lookup) and its last batch, then read (and
+                # lock) it.
                 last = self._conn.execute(_LAST_ENTRY).first()
                 seq, link = (last.seq, last.link) if last is not None else (0, GENESIS)
+                tree = self._tree_from_the_log()
                 statements = _PG if self._pg else _SQLITE
-                self._conn.execute(statements["heal_head"], {"id": 1, "seq": seq, "link": link})
+                values = {"id": 1, "seq": seq, "link": link}
+                values |= {"tree_size": tree.size, "frontier": tree.frontier}
+                self._conn.execute(statements["heal_head"], values)
                 row = self._conn.execute(stmt).one()
+        if lock:
+            self._tree = LogTree(int(row.tree_size), str(row.frontier))
         return int(row.seq), str(row.link)
+
+    def _tree_from_the_log(self) -> LogTree:
+        """The report tree as the log's last batch entry states it, its frontier
+        recomputed from the stored leaf hashes (when the head row is gone)."""
+        last = self._conn.execute(_LAST_BATCH).first()
+        batch = None if last is None else batch_from_detail(str(last.detail))
+        if batch is None:
+            return LogTree()
+        hashes = self._conn.execute(_LEAF_HASHES, {"size": batch.size}).scalars()
+        frontier = Frontier.of(bytes.fromhex(h) for h in hashes)
+        return LogTree(frontier.size, frontier.to_text())
+
+    def log_tree(self) -> LogTree:
+        found = self._tree
+        if found is not None:
+            return found  # read with the head, under its lock
+        with self._errors():
+            row = self._conn.execute(_HEAD_SELECT).first()
+            if row is None:
+                return self._tree_from_the_log()
+        return LogTree(int(row.tree_size), str(row.frontier))
 
     def device_keys(
         self, *, key_ids: Iterable[str] | None = None, monitor: str | None = None

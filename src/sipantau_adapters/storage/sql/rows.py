@@ -50,6 +50,10 @@ _REPORT_COLUMNS = [
     REPORTS.c.status,
     REPORTS.c.verdict,
     REPORTS.c.submitted_by,
+    REPORTS.c.submitted_role,
+    REPORTS.c.submitted_status,
+    REPORTS.c.leaf_index,
+    REPORTS.c.leaf_hash,
 ]
 _REPORT_NAMES = [c.name for c in _REPORT_COLUMNS]
 #: The same row with an empty payload (``ReportFilter(payload=False)``).
@@ -105,10 +109,20 @@ def _report(row: Sequence[Any]) -> StoredReport:
         status=_STATUS[row[12]],
         verdict=row[13],
         submitted_by=row[14],
+        submitted_role=row[15],
+        submitted_status=row[16],
+        leaf_index=row[17],
+        leaf_hash=row[18],
     )
 
 
-def _report_values(r: StoredReport) -> tuple[Any, ...]:
+def _report_values(
+    r: StoredReport, leaf_index: int | None = None, leaf_hash: str = ""
+) -> tuple[Any, ...]:
+    """The row of ``r``; as leaf ``leaf_index`` with ``leaf_hash`` when given (the
+    write of a batch that appends its reports to the log's tree)."""
+    if leaf_index is None:
+        leaf_index, leaf_hash = r.leaf_index, r.leaf_hash
     return (
         r.report_id,
         r.chain_id,
@@ -125,6 +139,10 @@ def _report_values(r: StoredReport) -> tuple[Any, ...]:
         r.status.value,
         r.verdict,
         r.submitted_by,
+        r.submitted_role,
+        r.submitted_status,
+        leaf_index,
+        leaf_hash,
     )
 
 

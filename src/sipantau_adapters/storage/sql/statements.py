@@ -239,14 +239,41 @@ for _name, _table, _ in _RECORDS:
     _PG[_name] = _upsert(pg.insert, _table)
     _SQLITE[_name] = _upsert(sqlite_dialect.insert, _table)
 
-_HEAD_SELECT = sa.select(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.link).where(AUDIT_HEAD.c.id == 1)
+_HEAD_SELECT = sa.select(
+    AUDIT_HEAD.c.seq, AUDIT_HEAD.c.link, AUDIT_HEAD.c.tree_size, AUDIT_HEAD.c.frontier
+).where(AUDIT_HEAD.c.id == 1)
 _HEAD_LOCK = _HEAD_SELECT.with_for_update()
 _HEAD_MOVE = (
     sa.update(AUDIT_HEAD)
     .where(AUDIT_HEAD.c.id == 1, AUDIT_HEAD.c.seq == sa.bindparam("expected"))
     .values(seq=sa.bindparam("new_seq"), link=sa.bindparam("new_link"))
 )
+_HEAD_MOVE_TREE = (
+    sa.update(AUDIT_HEAD)
+    .where(
+        AUDIT_HEAD.c.id == 1,
+        AUDIT_HEAD.c.seq == sa.bindparam("expected"),
+        AUDIT_HEAD.c.tree_size == sa.bindparam("expected_size"),
+    )
+    .values(
+        seq=sa.bindparam("new_seq"),
+        link=sa.bindparam("new_link"),
+        tree_size=sa.bindparam("new_size"),
+        frontier=sa.bindparam("new_frontier"),
+    )
+)
 _LAST_ENTRY = sa.select(AUDIT.c.seq, AUDIT.c.link).order_by(AUDIT.c.seq.desc()).limit(1)
+_LAST_BATCH = (
+    sa.select(AUDIT.c.detail)
+    .where(AUDIT.c.action == "submit_batch")
+    .order_by(AUDIT.c.seq.desc())
+    .limit(1)
+)
+_LEAF_HASHES = (
+    sa.select(REPORTS.c.leaf_hash)
+    .where(REPORTS.c.leaf_index < sa.bindparam("size"))
+    .order_by(REPORTS.c.leaf_index)
+)
 _PG["heal_head"] = pg.insert(AUDIT_HEAD).on_conflict_do_nothing(index_elements=["id"])
 _SQLITE["heal_head"] = sqlite_dialect.insert(AUDIT_HEAD).on_conflict_do_nothing(
     index_elements=["id"]

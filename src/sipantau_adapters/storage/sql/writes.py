@@ -20,11 +20,13 @@ from sipantau_adapters.storage.sql.rows import (
     _DELIVERY_STATE,
     _columns,
     _notification_values,
+    _report_values,
     _station_values,
 )
 from sipantau_adapters.storage.sql.statements import (
     _CHUNK,
     _HEAD_MOVE,
+    _HEAD_MOVE_TREE,
     _NOTIFICATION_UPDATE,
     _PG,
     _RECORDS,
@@ -101,15 +103,27 @@ class _Writes(_Bulk):
             # First: a batch whose entries do not follow the head (a concurrent writer
             # appended first, or the chain was not locked) is refused before anything of
             # it is written.
-            self._move_head(batch.audit)
+            self._move_head(batch.audit, batch)
+        elif batch.tree is not None:
+            raise ConflictError(
+                "a batch that appends reports to the log's tree moves the log's head: it "
+                "needs its audit entry; nothing of the batch was written",
+                code="storage.race",
+            )
         self._changed = True
         if batch.reports:
+            if batch.tree is not None:
+                first = batch.tree.size - len(batch.reports)
+                report_rows = [
+                    _report_values(r, first + k, leaf)
+                    for k, (r, leaf) in enumerate(zip(batch.reports, batch.leaves, strict=True))
+                ]
+            else:
+                report_rows = [_report_values(r) for r in batch.reports]
             # In (chain, version) order: concurrent batches with the same reports take
             # the unique index entries in the same order.
-            reports = sorted(
-                batch.reports, key=lambda r: (r.chain_id.int, r.version, r.report_id.int)
-            )
-            self._insert_reports(reports)
+            report_rows.sort(key=lambda row: (row[1].int, row[2], row[0].int))
+            self._insert_reports(report_rows)
         if batch.statuses:
             self._set_statuses(batch.statuses)
         if batch.stations:
@@ -145,8 +159,8 @@ class _Writes(_Bulk):
             self._update_notifications(batch.notification_updates)
         if batch.media:
             # the first record of a hash wins (in the batch, and over one stored already)
-            first = {m.sha256: m for m in reversed(batch.media)}
-            rows = [attrs.asdict(first[k], recurse=False) for k in sorted(first)]
+            by_hash = {m.sha256: m for m in reversed(batch.media)}
+            rows = [attrs.asdict(by_hash[k], recurse=False) for k in sorted(by_hash)]
             conn.execute((_PG if self._pg else _SQLITE)["media"], rows)
 
     def _queue(self, records: list[NotificationRecord]) -> None:
@@ -170,18 +184,38 @@ class _Writes(_Bulk):
                 code="storage.integrity",
             )
 
-    def _move_head(self, entries: list[AuditRecord]) -> None:
-        """Move the log's head from the entry before the batch's first to its last; a head
-        elsewhere is a lost race (``storage.race``)."""
+    def _move_head(self, entries: list[AuditRecord], batch: WriteBatch) -> None:
+        """Move the log's head from the entry before the batch's first to its last, and
+        the report tree from where the batch's leaves start to ``batch.tree``; a head or
+        a tree elsewhere is a lost race (``storage.race``)."""
         _check_audit(entries)
         first, last = entries[0], entries[-1]
-        moved = self._conn.execute(
-            _HEAD_MOVE, {"expected": first.seq - 1, "new_seq": last.seq, "new_link": last.link}
-        ).rowcount
+        params: dict[str, Any] = {
+            "expected": first.seq - 1,
+            "new_seq": last.seq,
+            "new_link": last.link,
+        }
+        tree = batch.tree
+        if tree is None:
+            moved = self._conn.execute(_HEAD_MOVE, params).rowcount
+        else:
+            if len(batch.leaves) != len(batch.reports):
+                raise ConflictError(
+                    f"the batch has {len(batch.reports)} reports but {len(batch.leaves)} "
+                    "leaf hashes; nothing of the batch was written",
+                    code="storage.race",
+                )
+            params["expected_size"] = tree.size - len(batch.reports)
+            params["new_size"] = tree.size
+            params["new_frontier"] = tree.frontier
+            moved = self._conn.execute(_HEAD_MOVE_TREE, params).rowcount
+            if moved == 1:
+                self._tree = tree
         if moved != 1:
             raise ConflictError(
-                f"the audit entries {first.seq}-{last.seq} do not follow the log's head: a "
-                "concurrent transaction appended first; nothing of the batch was written",
+                f"the audit entries {first.seq}-{last.seq} do not follow the log's head (or "
+                "the batch's leaves its tree): a concurrent transaction appended first; "
+                "nothing of the batch was written",
                 code="storage.race",
             )
 
