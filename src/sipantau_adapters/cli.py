@@ -25,6 +25,7 @@ from sipantau_core import (
     PermissionDenied,
     Principal,
     Receipt,
+    RegionCode,
     Role,
     SipantauError,
     TallyReport,
@@ -128,12 +129,19 @@ def _desk(args: argparse.Namespace, out: TextIO) -> int:
             f"{deployment.name} — {args.storage}\nLaporan: {dict(sorted(statuses.items()))}\n\n"
         )
         contest = next(iter(deployment.contests.values()))
+        # the rows: a desk's districts, or a national desk's provinces (not ~7,000 districts)
+        national = city.is_nation
+        rows = (
+            sorted({RegionCode(s.compact[:2]) for s in deployment.stations})
+            if national
+            else deployment.districts()
+        )
         out.write(
-            f"{'Kecamatan':<28}{'TPS':>9}"
+            f"{'Provinsi' if national else 'Kecamatan':<28}{'TPS':>9}"
             + "".join(f"{contest.label(n):>12}" for n in contest.options)
             + f"{'Sah':>9}{'Tidak sah':>11}\n"
         )
-        for district in [*deployment.districts(), city]:
+        for district in [*rows, city]:
             t = desk.tally(district, principal=coordinator)
             name = deployment.region_name(district)
             out.write(

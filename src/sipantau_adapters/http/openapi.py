@@ -116,7 +116,7 @@ def _region_param() -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": "A region code (16, 16.73, 16.73.01, 16.73.01.1001; compact digits "
-        "too) or a 13-digit TPS code",
+        "too; ID for the whole country) or a 13-digit TPS code",
         "schema": {"type": "string"},
         "example": "16.73.01",
     }

@@ -16,6 +16,7 @@ from sipantau_core.desk._records import (
     _violations_from,
 )
 from sipantau_core.domain import (
+    NATION,
     PollingStation,
     RegionCode,
     Stage,
@@ -115,15 +116,16 @@ class Progress(DeskBase):
             out[code] = progress_count(reported, frame, confidence=confidence)
         return out
 
-    def _common(self, regions: Sequence[RegionCode]) -> RegionCode | None:
-        """The smallest region holding all of ``regions`` (``None``: none does)."""
-        parts = [r.value.split(".") for r in regions]
+    def _common(self, regions: Sequence[RegionCode]) -> RegionCode:
+        """The smallest region holding all of ``regions`` (the nation, when no province
+        does)."""
+        parts = [r.segments for r in regions]
         shared: list[str] = []
         for segment in zip(*parts, strict=False):
             if len(set(segment)) != 1:
                 break
             shared.append(segment[0])
-        return RegionCode.parse(".".join(shared)) if shared else None
+        return RegionCode.parse(".".join(shared)) if shared else NATION
 
     def stage_progress(
         self,
@@ -134,13 +136,13 @@ class Progress(DeskBase):
         level: str | None = None,
     ) -> list[StageProgress]:
         """Per region one level below ``region`` (per TPS below a village), or per region
-        of ``level`` (``city``, ``district``, ``village`` or ``tps``) within it, the stage
-        reports counted against the schedule in each TPS's own time zone: what
+        of ``level`` (``province``, ``city``, ``district``, ``village`` or ``tps``) within
+        it, the stage reports counted against the schedule in each TPS's own time zone: what
         :meth:`station_status` says TPS by TPS, summed without building it (the
         overview of a province of 30,000 TPS). Readers: as for :meth:`station_status`."""
         at = now or self.clock()
         target = self._region(region)
-        query = ReportFilter(region=target.value, heads_only=False, payload=False)
+        query = ReportFilter(region=self._within(target), heads_only=False, payload=False)
         found = self._read_reports(principal, Action.READ_STATUS, target, query)
         first_in: dict[tuple[str, str], datetime] = {}
         for s in found:
@@ -149,7 +151,7 @@ class Progress(DeskBase):
             key = (s.station, s.stage)
             if key not in first_in:  # the reports come in the order they were received
                 first_in[key] = s.received_at
-        digits = len(target.value.replace(".", ""))
+        digits = len(target.compact)
         depth = CHILD_DIGITS[digits] if level is None else _DEPTH.get(level, 0)
         if depth <= digits:
             raise SipantauError(
@@ -210,7 +212,7 @@ class Progress(DeskBase):
             principal,
             Action.READ_REPORTS,
             target,
-            ReportFilter(region=target.value, kind="tally", contest=contest_id),
+            ReportFilter(region=self._within(target), kind="tally", contest=contest_id),
         )
         codes: dict[str, list[str]] = {}
         turnout_rows: list[tuple[str, int | None, int | None]] = []
@@ -247,7 +249,7 @@ class Progress(DeskBase):
 
 
 #: How many digits a region code of each level has.
-_DEPTH = {"city": 4, "district": 6, "village": 10, "tps": 13}
+_DEPTH = {"province": 2, "city": 4, "district": 6, "village": 10, "tps": 13}
 
 
 def _row(stage: Stage, counted: list[int]) -> tuple[Stage, int, int, int]:
