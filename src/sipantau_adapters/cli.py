@@ -183,18 +183,28 @@ def _plugins(args: argparse.Namespace, out: TextIO) -> int:
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from sipantau_adapters.http.server import serve, serve_workers
 
+    options = {
+        "max_queue": args.max_queue,
+        "max_wait": args.max_wait if args.max_wait > 0 else None,
+        "retry_after": args.retry_after,
+    }
     if args.workers > 1:
         out.write(f"sipantau: serving on http://{args.host}:{args.port}, {args.workers} workers\n")
         out.flush()
         serve_workers(
-            args.deployment, args.storage, host=args.host, port=args.port, workers=args.workers
+            args.deployment,
+            args.storage,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            **options,
         )
         return 0
     desk = Desk.open(args.deployment, storage=args.storage)
     try:
         out.write(f"sipantau: serving {desk.deployment.name} on http://{args.host}:{args.port}\n")
         out.flush()
-        serve(desk, host=args.host, port=args.port)
+        serve(desk, host=args.host, port=args.port, **options)
     finally:
         desk.close()
     return 0
@@ -238,6 +248,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
         "--workers", type=int, default=1, help="server processes (SQLite or PostgreSQL storage)"
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=1024,
+        help="submissions waiting per process; past it: 429 server.busy (default 1024)",
+    )
+    serve.add_argument(
+        "--max-wait",
+        type=float,
+        default=10,
+        help="seconds a submission waits for its commit at most; then 503 server.timeout "
+        "(default 10; 0: no bound)",
+    )
+    serve.add_argument(
+        "--retry-after",
+        type=float,
+        default=1,
+        help="the Retry-After of 429 and 503 answers, in seconds (default 1)",
     )
     serve.set_defaults(run=_serve)
     token = sub.add_parser("token", help="issue a staff token (printed once; stored as a hash)")

@@ -63,7 +63,7 @@ ERROR_STATUSES: Final[dict[int, tuple[str, ...]]] = {
     ),
     429: ("server.busy",),
     500: ("server.error",),
-    503: ("storage.unavailable", "storage.race", "server.shutting_down"),
+    503: ("storage.unavailable", "storage.race", "server.timeout", "server.shutting_down"),
 }
 
 _DESCRIPTIONS: Final = {
@@ -79,7 +79,8 @@ _DESCRIPTIONS: Final = {
     422: "Not stored: the report names something the deployment lacks (do not retry)",
     429: "Too many submissions waiting: retry after ``Retry-After`` seconds",
     500: "Internal error (generic body, never a traceback)",
-    503: "Storage unavailable or server shutting down: retry after ``Retry-After`` seconds",
+    503: "Storage unavailable, a submission not written within the server's bound on "
+    "waiting, or the server shutting down: retry after ``Retry-After`` seconds",
 }
 
 
