@@ -184,6 +184,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return found["VmRSS"], found["VmHWM"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process used so far, from ``/proc/<pid>/stat``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """``python -m sipantau_adapters.cli serve DEPLOYMENT --workers N`` on a free port."""
 
@@ -217,7 +226,10 @@ class Server:
         return self
 
     def worker_pids(self) -> list[int]:
+        """The processes that serve: the workers, or with one worker the server itself."""
         assert self.process is not None
+        if self.workers == 1:
+            return [self.process.pid]
         return [p for p in _children(self.process.pid) if "spawn_main" in _cmdline(p)]
 
     def wait_ready(self, timeout: float = 600) -> None:
@@ -263,6 +275,15 @@ class Server:
         os.kill(pid, signal.SIGKILL)
         self.killed.append(pid)
         return False
+
+    def backends(self, pg_url: str, pg_port: int) -> list[int]:
+        """The PostgreSQL backends (pids) of the workers' connections now."""
+        ports = [port for p in self.worker_pids() for port in local_ports(p, pg_port)]
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", (ports,)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
 
     def output(self) -> str:
         self.log.seek(0)

@@ -18,12 +18,14 @@ from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_adapters.cli import main as cli
 from sipantau_adapters.http.server import create_app, running
 from sipantau_adapters.web.overview import overview
+from sipantau_adapters.web.snapshot import overview_from, read_snapshot
 from sipantau_core import NATION, Deployment, Desk, Principal, RegionCode, Role, dump_report
 from sipantau_core.domain import RegionLevel, StationCode, time_zone_of_province
 from sipantau_core.domain.regions import CHILD_DIGITS, TimeZone, dotted
 from sipantau_core.errors import PermissionDenied, UnknownEntityError
 from sipantau_core.testing import expected_counts, national_deployment, national_tallies
 from sipantau_core.testing.national import PROVINCE_CODES, write_deployment
+from web_helpers import sign_in
 
 SMALL = {"tps": 3_000, "villages": 900}
 SHARE, OCR = 0.8, 0.05
@@ -205,6 +207,13 @@ def test_the_api_and_the_web_overview_of_a_national_desk(country: Deployment) ->
             assert body["region"] == "ID"
             assert body["total"] == desk.tally("ID", principal=SYSTEM).total
             assert body["stations_expected"] == 3_000
+            # the web page: signed in, the national coordinator's overview of the country
+            with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as browser:
+                sign_in(browser, token)
+                page = browser.get("/")
+                assert page.status_code == 200, page.text
+                assert "Indonesia" in page.text and 'value="32"' in page.text
+                assert browser.get("/?region=32").status_code == 200
         view = overview(desk, "ID", principal=NATIONAL)
         assert view.region == "ID" and view.region_name == "Indonesia"
         overall, children = view.results.data
@@ -212,6 +221,12 @@ def test_the_api_and_the_web_overview_of_a_national_desk(country: Deployment) ->
         assert [row.code for row in children] == sorted(PROVINCE_CODES)
         assert sum(row.total for row in children) == overall.total
         assert [row.code for row in view.stages.data] == sorted(PROVINCE_CODES)
+        # the live overview's snapshot cuts the same panels for the nation and a province
+        snapshot = read_snapshot(desk, ["ID", "32"], None)
+        for region in ("ID", "32"):
+            assert overview_from(desk, snapshot, region) == overview(
+                desk, region, principal=NATIONAL
+            )
 
 
 def test_sipantau_desk_lists_a_national_desk_by_province(
