@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_national.py [--region ID] [--tps 823236]
         [--villages 83000] [--share 0.02] [--workers 2] [--clients 128]
-        [--scaling 1,2,3] [--outbox-devices 2] [--outbox-monitors 8] [--no-fill]
-        [--tally-calls 50] [--pg URL]
+        [--scaling 1,2,3] [--repeat 3] [--outbox-devices 2] [--outbox-monitors 8]
+        [--no-fill] [--tally-calls 50] [--pg URL]
 
 The deployment is the synthetic national layout of ``sipantau_core.testing.national``:
 by default the whole country (823,236 TPS and monitors; ``--region 32`` for a province),
@@ -24,9 +24,10 @@ server at 127.0.0.1:5432, in a fresh schema dropped afterwards.
    ``/proc``).
 2. **In process**: the same kind of signed tallies, for as many other TPS, through
    ``desk.submit_many`` (chunks of 256, a principal per report, as the server's group
-   commit calls it) in this process on the same database: HTTP / in process.
-3. **Scaling**: the tally phase again (fresh TPS each time) with 1, 2, … workers
-   (``--scaling``).
+   commit calls it) in this process on the same database, ``--repeat`` runs.
+3. **Scaling**: the tally phase again with 1, 2, … workers (``--scaling``),
+   ``--repeat`` runs each on fresh TPS: median and range, the speed-up, and HTTP / in
+   process. Then the progress count of the country as it stands (a few percent counted).
 4. **Fill** (unless ``--no-fill``): every other TPS's tally, in process through the bulk
    path (``submit_many(workers=2)``), so that the whole country is counted; its rate.
 5. **Reads once loaded**: ``desk.tally()`` of the nation and of the largest province
@@ -45,6 +46,7 @@ import contextlib
 import multiprocessing as mp
 import multiprocessing.connection
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -68,6 +70,7 @@ from faultlab import (  # noqa: E402
     read_outbox,
     reports_of,
     rss_mb,
+    votes_of,
 )
 from sipantau_core import Deployment, Desk, Principal, Role  # noqa: E402
 from sipantau_core.ports import DeviceKeyRecord, WriteBatch  # noqa: E402
@@ -264,6 +267,13 @@ def samples(dep: Deployment, share: float, parts: int) -> list[list[str]]:
     return [spread[i * per : (i + 1) * per] for i in range(parts)]
 
 
+def spread(values: Sequence[float]) -> str:
+    """Median and range of a run's repeats."""
+    if len(values) == 1:
+        return f"{values[0]:,.0f}"
+    return f"{statistics.median(values):,.0f} (range {min(values):,.0f}–{max(values):,.0f})"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--region", default="ID", help="ID (the country), a province or city")
@@ -273,31 +283,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=128, help="HTTP connections")
     parser.add_argument("--scaling", default="1,2,3", help="worker counts; empty: none")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each tally phase (scaling, in process)"
+    )
     parser.add_argument("--outbox-devices", type=int, default=2)
     parser.add_argument("--outbox-monitors", type=int, default=8, help="per device")
     parser.add_argument("--no-fill", action="store_true")
     parser.add_argument("--tally-calls", type=int, default=50)
     parser.add_argument("--pg", default=PG_URL)
     args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="sipantau-national-"))
+    try:
+        run(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
     scaling = [int(w) for w in args.scaling.split(",") if w.strip()]
     started = time.perf_counter()
     t0 = time.perf_counter()
     region = None if args.region.upper() == "ID" else args.region
     dep = national_deployment(tps=args.tps, villages=args.villages, region=region)
-    tmp = Path(tempfile.mkdtemp(prefix="sipantau-national-"))
     path = write_deployment(dep, tmp / "deployment")
     say(
         f"deployment {dep.id} ({dep.region}): {len(dep.stations):,} TPS and monitors, "
         f"{dep.registered_voters:,} voters; built and written in {time.perf_counter() - t0:.0f} s"
     )
-    parts = samples(dep, args.share, 2 + len(scaling))
-    outbox_monitors = parts[-1][: args.outbox_devices * args.outbox_monitors]
-    http_sample, local_sample = parts[0], parts[1]
-    scaling_samples = parts[2 : 2 + len(scaling)]
-    if scaling_samples:
-        scaling_samples[-1] = scaling_samples[-1][len(outbox_monitors) :]
-    else:
-        http_sample = http_sample[len(outbox_monitors) :]
+    repeat = args.repeat
+    parts = samples(dep, args.share, 2 + repeat * (1 + len(scaling)))
+    outbox_monitors = parts.pop()[: args.outbox_devices * args.outbox_monitors]
+    http_sample = parts.pop(0)
+    local_samples = [parts.pop(0) for _ in range(repeat)]
+    scaling_samples = {w: [parts.pop(0) for _ in range(repeat)] for w in scaling}
     observed = datetime.now(UTC)
     with pg_schema(args.pg) as url:
         t0 = time.perf_counter()
@@ -305,21 +323,49 @@ def main(argv: Sequence[str] | None = None) -> None:
         say(f"  first Desk.open (schema, {len(dep.monitors):,} monitors written): "
             f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
         t0 = time.perf_counter()
-        every = [m for part in parts for m in part]
+        every = [
+            *http_sample,
+            *outbox_monitors,
+            *(m for sample in local_samples for m in sample),
+            *(m for runs in scaling_samples.values() for sample in runs for m in sample),
+        ]
         enrol(desk, every)
-        stages = [signed_bodies(http_sample, i, observed, tally=False) for i in range(5)]
-        tallies = signed_bodies(http_sample, 0, observed, tally=True)
-        say(
-            f"  {len(every):,} device keys enrolled, {len(http_sample) * 6:,} reports signed: "
-            f"{time.perf_counter() - t0:.0f} s"
-        )
+        say(f"  {len(every):,} device keys enrolled: {time.perf_counter() - t0:.0f} s")
+        try:
+            day(args, dep, desk, url, path, tmp, observed, http_sample, outbox_monitors)
+            local_rates = in_process(desk, local_samples, observed)
+            scale(args, url, path, observed, scaling_samples, local_rates)
+            progress_now(desk, dep, "before the fill")
+            if not args.no_fill:
+                fill(desk, dep)
+            reads(args, desk, dep)
+        finally:
+            desk.close()
+    say(f"\n{time.perf_counter() - started:.0f} s in all")
 
-        # 1. The day over HTTP, with real clients beside the load generator
-        server = Server(
-            path, url, workers=args.workers, options=["--max-queue", "1024", "--max-wait", "10"]
-        )
-        t0 = time.perf_counter()
-        server.start()
+
+def day(
+    args: argparse.Namespace,
+    dep: Deployment,
+    desk: Desk,
+    url: str,
+    path: Path,
+    tmp: Path,
+    observed: datetime,
+    sample: Sequence[str],
+    outbox_monitors: Sequence[str],
+) -> None:
+    """1. The day over HTTP: stages, then tallies; real outbox clients beside."""
+    t0 = time.perf_counter()
+    stages = [signed_bodies(sample, i, observed, tally=False) for i in range(5)]
+    tallies = signed_bodies(sample, 0, observed, tally=True)
+    say(f"  {len(sample) * 6:,} reports signed: {time.perf_counter() - t0:.0f} s")
+    server = Server(
+        path, url, workers=args.workers, options=["--max-queue", "1024", "--max-wait", "10"]
+    )
+    t0 = time.perf_counter()
+    server.start()
+    try:
         say(
             f"\n1. sipantau serve --workers {args.workers}: ready in "
             f"{time.perf_counter() - t0:.0f} s; workers' RSS {workers_memory(server)}"
@@ -330,107 +376,151 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"stage {i + 1} of 5 (situation reports)", server.url, bodies, args.clients, cpu
             )
         devices = start_outbox_devices(server.url, tmp, outbox_monitors, args, observed)
-        http_rate = http_phase("tallies", server.url, tallies, args.clients, cpu)
+        http_phase("tallies", server.url, tallies, args.clients, cpu)
         outbox_report(devices, tmp, outbox_monitors)
         say(f"  workers' memory after the day: {workers_memory(server)}")
+    finally:
         server.stop()
+    expected = sum(sum(votes_of(m)) + 1 for m in [*sample, *outbox_monitors])
+    counted = desk.tally(dep.region, principal=SYSTEM)
+    if counted.total != expected:
+        raise SystemExit(f"the desk counts {counted.total:,} votes, the clients sent {expected:,}")
+    say(f"  the desk counts what the clients sent: {counted.total:,} votes")
 
-        # 2. In process: submit_many, the same kind of signed tallies
-        local = signed_bodies(local_sample, 0, observed, tally=True)
-        from sipantau_core.signing import parse_signed
 
-        items = [parse_signed(body) for body in local]
+def in_process(desk: Desk, samples_: Sequence[Sequence[str]], observed: datetime) -> list[float]:
+    """2. The same kind of signed tallies through submit_many in this process."""
+    from sipantau_core.signing import parse_signed
+
+    rates = []
+    for sample in samples_:
+        items = [parse_signed(b) for b in signed_bodies(sample, 0, observed, tally=True)]
         principals = [
             Principal(id=s.report.monitor, role=Role.MONITOR, scope=s.report.station) for s in items
         ]
         t0 = time.perf_counter()
         for i in range(0, len(items), 256):
             desk.submit_many(items[i : i + 256], principal=principals[i : i + 256])
-        seconds = time.perf_counter() - t0
-        local_rate = len(items) / seconds
-        # (CPU: this process; PostgreSQL's share is not separated here)
-        say(
-            f"\n2. in process, desk.submit_many (chunks of 256, signed, a principal each): "
-            f"{len(items):,} tallies in {seconds:.1f} s = {local_rate:,.0f} /s\n"
-            f"   HTTP ({args.workers} workers) / in process (1 process) = "
-            f"{http_rate / local_rate:.2f}   (target >= 0.5)"
-        )
+        rates.append(len(items) / (time.perf_counter() - t0))
+    say(
+        f"\n2. in process, desk.submit_many (chunks of 256, signed, a principal each), "
+        f"{len(samples_)} runs of {len(samples_[0]):,} tallies: {spread(rates)} /s"
+    )
+    return rates
 
-        # 3. Scaling
-        if scaling:
-            say("\n3. scaling: the tally phase with 1, 2, … workers (fresh TPS each run)")
-        rates: dict[int, float] = {}
-        for workers, sample in zip(scaling, scaling_samples, strict=True):
-            bodies = signed_bodies(sample, 0, observed, tally=True)
-            server = Server(path, url, workers=workers, options=["--max-queue", "1024"])
-            server.start()
-            rates[workers] = http_phase(
-                f"{workers} worker(s), {args.clients} connections", server.url, bodies,
-                args.clients, Cpu(server, url),
-            )  # fmt: skip
+
+def scale(
+    args: argparse.Namespace,
+    url: str,
+    path: Path,
+    observed: datetime,
+    samples_: dict[int, list[list[str]]],
+    local_rates: Sequence[float],
+) -> None:
+    """3. The tally phase with 1, 2, … workers, ``--repeat`` runs each on fresh TPS."""
+    if not samples_:
+        return
+    say("\n3. scaling: the tally phase with 1, 2, … workers (fresh TPS each run)")
+    rates: dict[int, list[float]] = {}
+    for workers, runs in samples_.items():
+        server = Server(path, url, workers=workers, options=["--max-queue", "1024"])
+        server.start()
+        try:
+            rates[workers] = []
+            for n, sample in enumerate(runs, 1):
+                bodies = signed_bodies(sample, 0, observed, tally=True)
+                rates[workers].append(
+                    http_phase(
+                        f"{workers} worker(s), run {n}", server.url, bodies, args.clients,
+                        Cpu(server, url),
+                    )
+                )  # fmt: skip
             say(f"    workers' memory: {workers_memory(server)}")
+        finally:
             server.stop()
-        if rates:
-            first = rates[min(rates)]
-            say(
-                "   speed-up: "
-                + ", ".join(f"{w} workers {r / first:.2f}x" for w, r in sorted(rates.items()))
-                + "; HTTP / in process: "
-                + ", ".join(f"{w}: {r / local_rate:.2f}" for w, r in sorted(rates.items()))
-            )
-
-        # 4. Fill: the rest of the country through the bulk path
-        sent = {m[1:] for part in parts for m in part}
-        if not args.no_fill:
-            t0 = time.perf_counter()
-            filled = 0
-            chunk: list[Any] = []
-            for report in national_tallies(dep, ocr_errors=0.0):
-                if report.station.compact in sent:
-                    continue
-                chunk.append(report)
-                if len(chunk) == 20_000:
-                    desk.submit_many(chunk, principal=SYSTEM, workers=2)
-                    filled += len(chunk)
-                    chunk = []
-            if chunk:
-                desk.submit_many(chunk, principal=SYSTEM, workers=2)
-                filled += len(chunk)
-            seconds = time.perf_counter() - t0
-            say(
-                f"\n4. fill: {filled:,} more tallies in process (bulk path, 2 workers) in "
-                f"{seconds:.0f} s = {filled / seconds:,.0f} /s"
-            )
-
-        # 5. Reads once loaded
-        nation = desk.tally(dep.region, principal=SYSTEM)
-        biggest = max(
-            {s.code.compact[:2] for s in dep.stations_in(dep.region)},
-            key=lambda p: sum(1 for _ in dep.stations_in(p)),
-        )
+    local = statistics.median(local_rates)
+    first = statistics.median(rates[min(rates)])
+    say("   median reports/s, speed-up over 1 worker, HTTP / in process (median):")
+    for workers, found in sorted(rates.items()):
+        med = statistics.median(found)
         say(
-            f"\n5. once loaded: {nation.stations_counted:,} of {nation.stations_expected:,} "
-            f"TPS counted, {nation.total:,} votes"
+            f"     {workers} worker(s): {spread(found)} /s, {med / first:.2f}x, "
+            f"{med / local:.2f} of {local:,.0f} /s in process (target >= 0.5)"
         )
-        for where in (dep.region.value, biggest):
-            med, lo, hi = timed(lambda w=where: desk.tally(w, principal=SYSTEM), args.tally_calls)
-            target = 50 if where == dep.region.value else 5
-            say(
-                f"  desk.tally({where!r}): median {med:.1f} ms (range {lo:.1f}–{hi:.1f}) over "
-                f"{args.tally_calls} calls; target < {target} ms"
-            )
-        for where in (biggest, dep.region.value):
-            t0 = time.perf_counter()
-            count = desk.progress(where, principal=SYSTEM)
-            seconds = time.perf_counter() - t0
-            overall = count.overall
-            say(
-                f"  desk.progress({where!r}): {seconds:.1f} s; {overall.tps_counted:,}/"
-                f"{overall.tps_expected:,} TPS, projection "
-                f"{_projection(count)}"
-            )
-        desk.close()
-    say(f"\n{time.perf_counter() - started:.0f} s in all")
+
+
+def progress_now(desk: Desk, dep: Deployment, when: str) -> None:
+    for where in (dep.region.value,):
+        t0 = time.perf_counter()
+        count = desk.progress(where, principal=SYSTEM)
+        seconds = time.perf_counter() - t0
+        overall = count.overall
+        say(
+            f"\n   desk.progress({where!r}) {when}: {seconds:.1f} s; {overall.tps_counted:,}/"
+            f"{overall.tps_expected:,} TPS, projection {_projection(count)}"
+        )
+
+
+def fill(desk: Desk, dep: Deployment) -> None:
+    """4. Every TPS not counted yet, through the bulk path in this process."""
+    system = SYSTEM
+    t0 = time.perf_counter()
+    counted = _counted(desk, dep)
+    filled = 0
+    chunk: list[Any] = []
+    for report in national_tallies(dep, ocr_errors=0.0):
+        if report.station.compact in counted:
+            continue
+        chunk.append(report)
+        if len(chunk) == 20_000:
+            desk.submit_many(chunk, principal=system, workers=2)
+            filled += len(chunk)
+            chunk = []
+    if chunk:
+        desk.submit_many(chunk, principal=system, workers=2)
+        filled += len(chunk)
+    seconds = time.perf_counter() - t0
+    say(
+        f"\n4. fill: {filled:,} more tallies in process (bulk path, 2 workers) in "
+        f"{seconds:.0f} s = {filled / seconds:,.0f} /s"
+    )
+
+
+def _counted(desk: Desk, dep: Deployment) -> set[str]:
+    contest = next(iter(dep.contests))
+    keys = [(contest, s.code.compact) for s in dep.stations_in(dep.region)]
+    with desk.storage.transaction() as tx:
+        states = tx.station_states(keys)
+    return {station for (_, station), state in states.items() if state.counted is not None}
+
+
+def reads(args: argparse.Namespace, desk: Desk, dep: Deployment) -> None:
+    """5. tally() and progress() once loaded."""
+    nation = desk.tally(dep.region, principal=SYSTEM)
+    biggest = max(
+        {s.code.compact[:2] for s in dep.stations_in(dep.region)},
+        key=lambda p: sum(1 for _ in dep.stations_in(p)),
+    )
+    say(
+        f"\n5. once loaded: {nation.stations_counted:,} of {nation.stations_expected:,} "
+        f"TPS counted, {nation.total:,} votes"
+    )
+    for where in (dep.region.value, biggest):
+        med, lo, hi = timed(lambda w=where: desk.tally(w, principal=SYSTEM), args.tally_calls)
+        target = 50 if where == dep.region.value else 5
+        say(
+            f"  desk.tally({where!r}): median {med:.1f} ms (range {lo:.1f}–{hi:.1f}) over "
+            f"{args.tally_calls} calls; target < {target} ms"
+        )
+    for where in (biggest, dep.region.value):
+        t0 = time.perf_counter()
+        count = desk.progress(where, principal=SYSTEM)
+        seconds = time.perf_counter() - t0
+        overall = count.overall
+        say(
+            f"  desk.progress({where!r}): {seconds:.1f} s; {overall.tps_counted:,}/"
+            f"{overall.tps_expected:,} TPS, projection {_projection(count)}"
+        )
 
 
 def _projection(count: Any) -> str:

@@ -63,7 +63,10 @@ def free_port() -> int:
 
 
 def env_with_src() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT / "tests")])}
+    """The environment of a child process: this tree's ``src`` and ``tests`` first on the
+    path (then whatever ``PYTHONPATH`` held)."""
+    paths = [str(SRC), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 # ---------------------------------------------------------------------------------------
