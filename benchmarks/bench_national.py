@@ -339,6 +339,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             if not args.no_fill:
                 fill(desk, dep)
             reads(args, desk, dep)
+            say(f"  {sizes(url)}")
         finally:
             desk.close()
     say(f"\n{time.perf_counter() - started:.0f} s in all")
@@ -492,6 +493,23 @@ def _counted(desk: Desk, dep: Deployment) -> set[str]:
     with desk.storage.transaction() as tx:
         states = tx.station_states(keys)
     return {station for (_, station), state in states.items() if state.counted is not None}
+
+
+def sizes(url: str) -> str:
+    """The schema's size on disk and the reports' share of it."""
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
+        total, reports, count = conn.execute(
+            "SELECT (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN"
+            " pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND"
+            " c.relkind = 'r'), pg_total_relation_size(%s), (SELECT count(*) FROM"
+            f' "{schema}".reports)',
+            (schema, f'"{schema}".reports'),
+        ).fetchone()
+    return (
+        f"the database: {total / 2**30:.2f} GiB in all; {count:,} reports in "
+        f"{reports / 2**30:.2f} GiB with their indexes ({reports / count:,.0f} bytes a report)"
+    )
 
 
 def reads(args: argparse.Namespace, desk: Desk, dep: Deployment) -> None:
