@@ -17,6 +17,8 @@ import pytest
 from pg import pg_url  # noqa: F401 - a fixture
 from sipantau_adapters.cli import main as cli
 from sipantau_adapters.http.server import create_app, running
+from sipantau_adapters.web._err import election_results_report
+from sipantau_adapters.web.exports import district_csv, summary
 from sipantau_adapters.web.overview import overview
 from sipantau_adapters.web.snapshot import overview_from, read_snapshot
 from sipantau_core import NATION, Deployment, Desk, Principal, RegionCode, Role, dump_report
@@ -221,6 +223,13 @@ def test_the_api_and_the_web_overview_of_a_national_desk(country: Deployment) ->
         assert [row.code for row in children] == sorted(PROVINCE_CODES)
         assert sum(row.total for row in children) == overall.total
         assert [row.code for row in view.stages.data] == sorted(PROVINCE_CODES)
+        # the exports of the country: a row per province, and NIST's ReportingUnits
+        rows = district_csv(desk, "ID", principal=NATIONAL).splitlines()
+        assert len(rows) == 1 + 38
+        report = election_results_report(desk, "ID", principal=NATIONAL)
+        kinds = {u.get("Type") for u in report["GpUnit"]}
+        assert {"country", "state"} <= kinds
+        assert summary(desk, "ID", principal=NATIONAL).tally.total == overall.total
         # the live overview's snapshot cuts the same panels for the nation and a province
         snapshot = read_snapshot(desk, ["ID", "32"], None)
         for region in ("ID", "32"):
