@@ -171,4 +171,5 @@ def test_region_codes_from_digits() -> None:
         "16.73.01.1001",
     ]
     assert dotted("1673011001001") == "1673011001001"  # a TPS keeps its 13 digits
-    assert CHILD_DIGITS == {2: 4, 4: 6, 6: 10, 10: 13}
+    assert dotted("") == "ID"  # no digits: the nation
+    assert CHILD_DIGITS == {0: 2, 2: 4, 4: 6, 6: 10, 10: 13}

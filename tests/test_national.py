@@ -79,9 +79,10 @@ def test_a_region_is_its_part_of_the_whole_country() -> None:
     assert contest.region is None and contest.options == (1, 2, 3)
 
 
-def test_a_country_of_one_province_needs_no_region() -> None:
+def test_without_a_region_the_deployment_is_the_country() -> None:
     dep = national_deployment(tps=300, provinces=1, cities=3, villages=30)
-    assert str(dep.region) == PROVINCE_CODES[0] and len(dep.stations) == 300
+    assert str(dep.region) == "ID" and len(dep.stations) == 300
+    assert {c.compact[:2] for c in dep.stations} == {PROVINCE_CODES[0]}
 
 
 @pytest.mark.parametrize(
@@ -99,9 +100,10 @@ def test_impossible_layouts_are_refused(kwargs: dict[str, Any]) -> None:
         national_stations(**kwargs)
 
 
-def test_several_provinces_are_no_one_deployment() -> None:
-    with pytest.raises(ValueError, match="one Kemendagri region"):
-        national_deployment(**SMALL)
+def test_several_provinces_are_one_national_deployment() -> None:
+    dep = national_deployment(**SMALL)
+    assert str(dep.region) == "ID" and len(dep.stations) == 5_000
+    assert list(dep.stations.values()) == national_stations(**SMALL)
 
 
 def test_tallies_pass_the_rules_but_for_the_misread_ones() -> None:

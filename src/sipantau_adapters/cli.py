@@ -28,6 +28,7 @@ from sipantau_core import (
     PermissionDenied,
     Principal,
     Receipt,
+    RegionCode,
     Role,
     SipantauError,
     TallyReport,
@@ -131,12 +132,19 @@ def _desk(args: argparse.Namespace, out: TextIO) -> int:
             f"{deployment.name} — {args.storage}\nLaporan: {dict(sorted(statuses.items()))}\n\n"
         )
         contest = next(iter(deployment.contests.values()))
+        # the rows: a desk's districts, or a national desk's provinces (not ~7,000 districts)
+        national = city.is_nation
+        rows = (
+            sorted({RegionCode(s.compact[:2]) for s in deployment.stations})
+            if national
+            else deployment.districts()
+        )
         out.write(
-            f"{'Kecamatan':<28}{'TPS':>9}"
+            f"{'Provinsi' if national else 'Kecamatan':<28}{'TPS':>9}"
             + "".join(f"{contest.label(n):>12}" for n in contest.options)
             + f"{'Sah':>9}{'Tidak sah':>11}\n"
         )
-        for district in [*deployment.districts(), city]:
+        for district in [*rows, city]:
             t = desk.tally(district, principal=coordinator)
             name = deployment.region_name(district)
             out.write(
@@ -178,18 +186,28 @@ def _plugins(args: argparse.Namespace, out: TextIO) -> int:
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from sipantau_adapters.http.server import serve, serve_workers
 
+    options = {
+        "max_queue": args.max_queue,
+        "max_wait": args.max_wait if args.max_wait > 0 else None,
+        "retry_after": args.retry_after,
+    }
     if args.workers > 1:
         out.write(f"sipantau: serving on http://{args.host}:{args.port}, {args.workers} workers\n")
         out.flush()
         serve_workers(
-            args.deployment, args.storage, host=args.host, port=args.port, workers=args.workers
+            args.deployment,
+            args.storage,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            **options,
         )
         return 0
     desk = Desk.open(args.deployment, storage=args.storage)
     try:
         out.write(f"sipantau: serving {desk.deployment.name} on http://{args.host}:{args.port}\n")
         out.flush()
-        serve(desk, host=args.host, port=args.port)
+        serve(desk, host=args.host, port=args.port, **options)
     finally:
         desk.close()
     return 0
@@ -233,6 +251,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
         "--workers", type=int, default=1, help="server processes (SQLite or PostgreSQL storage)"
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=1024,
+        help="submissions waiting per process; past it: 429 server.busy (default 1024)",
+    )
+    serve.add_argument(
+        "--max-wait",
+        type=float,
+        default=10,
+        help="seconds a submission waits for its commit at most; then 503 server.timeout "
+        "(default 10; 0: no bound)",
+    )
+    serve.add_argument(
+        "--retry-after",
+        type=float,
+        default=1,
+        help="the Retry-After of 429 and 503 answers, in seconds (default 1)",
     )
     serve.set_defaults(run=_serve)
     token = sub.add_parser("token", help="issue a staff token (printed once; stored as a hash)")

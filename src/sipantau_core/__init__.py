@@ -18,6 +18,7 @@ from sipantau_core.desk import (
 )
 from sipantau_core.domain import (
     EMPTY_BOX,
+    NATION,
     Amends,
     Ballots,
     Candidate,
@@ -73,6 +74,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "EMPTY_BOX",
+    "NATION",
     "Action",
     "Amends",
     "Ballots",

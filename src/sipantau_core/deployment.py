@@ -53,7 +53,10 @@ def _frozen_map(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
 
 @attrs.frozen(eq=False)
 class Deployment:
-    """One desk: where it watches, what it counts, who reports, and its settings."""
+    """One desk: where it watches, what it counts, who reports, and its settings.
+
+    ``region`` is a province, city, district or village, or :data:`~sipantau_core.NATION`
+    (``ID``) for a desk over the whole country."""
 
     id: str
     name: str
@@ -69,15 +72,15 @@ class Deployment:
     incident_categories: IncidentCatalogue = attrs.field(factory=IncidentCatalogue)
     settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_map)
     path: Path | None = None
-    #: the stations sorted by their 13 digits (a region's stations are one run of it)
-    _by_code: tuple[tuple[str, PollingStation], ...] = attrs.field(
-        init=False, repr=False, eq=False, default=()
-    )
+    #: the stations' 13 digits, sorted (a region's stations are one run of it), and the
+    #: stations in that order: two flat tuples (a national deployment has 823,236)
+    _codes: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False, default=())
+    _sorted: tuple[PollingStation, ...] = attrs.field(init=False, repr=False, eq=False, default=())
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(
-            self, "_by_code", tuple(sorted((c.compact, s) for c, s in self.stations.items()))
-        )
+        order = sorted(self.stations.values(), key=lambda s: s.code.compact)
+        object.__setattr__(self, "_codes", tuple(s.code.compact for s in order))
+        object.__setattr__(self, "_sorted", tuple(order))
         for code, station in self.stations.items():
             if not self.region.contains(code):
                 raise ValueError(
@@ -104,12 +107,13 @@ class Deployment:
 
     def stations_in(self, region: RegionCode | str) -> Iterator[PollingStation]:
         """The stations within ``region``, by code (a binary search into the sorted
-        codes, not a scan: screens ask this of small regions of large deployments)."""
-        prefix = RegionCode.parse(region).value.replace(".", "")
-        index = self._by_code
-        i = bisect.bisect_left(index, (prefix,))
-        while i < len(index) and index[i][0].startswith(prefix):
-            yield index[i][1]
+        codes, not a scan: screens ask this of small regions of large deployments). The
+        nation (``ID``) holds them all."""
+        prefix = RegionCode.parse(region).compact
+        codes, stations = self._codes, self._sorted
+        i = bisect.bisect_left(codes, prefix)
+        while i < len(codes) and codes[i].startswith(prefix):
+            yield stations[i]
             i += 1
 
     def region_name(self, region: RegionCode | str) -> str:
@@ -349,13 +353,29 @@ def _int_cell(row: Mapping[str, str], key: str, path: Path, line: int) -> int:
     return int(text)
 
 
+def _station_code(text: str, villages: dict[str, RegionCode]) -> StationCode:
+    """``StationCode.parse(text)``, each village's code made once (a large deployment has
+    hundreds of TPS per village and hundreds of thousands of TPS)."""
+    if len(text) == 13 and text.isascii() and text.isdigit():
+        digits = text[:10]
+        village = villages.get(digits)
+        if village is None:
+            village = villages[digits] = RegionCode.parse(digits)
+        return StationCode(village, int(text[10:]))
+    code = StationCode.parse(text)
+    village = villages.setdefault(code.village.compact, code.village)
+    return code if village is code.village else StationCode(village, code.number)
+
+
 def _load_stations(
     path: Path, capacity: int | None, region: RegionCode
 ) -> dict[StationCode, PollingStation]:
     out: dict[StationCode, PollingStation] = {}
+    villages: dict[str, RegionCode] = {}
+    risks: dict[tuple[str, str], RiskProfile] = {}
     for line, row in _rows(path, STATIONS_COLUMNS):
         try:
-            code = StationCode.parse(row["code"])
+            code = _station_code(row["code"], villages)
         except ValueError as e:
             raise DeploymentError(str(e), file=str(path), line=line, field="code") from None
         if code in out:
@@ -376,10 +396,15 @@ def _load_stations(
                 position = Position(float(row["latitude"]), float(row["longitude"]))
             except (ValueError, KeyError, TypeError) as e:
                 raise DeploymentError(str(e), file=str(path), line=line, field="latitude") from None
-        try:
-            risk = RiskProfile(row.get("risk_level") or "low", row.get("risk_indicators", ""))
-        except ValueError as e:
-            raise DeploymentError(str(e), file=str(path), line=line, field="risk_level") from None
+        risk_key = (row.get("risk_level") or "low", row.get("risk_indicators", ""))
+        risk = risks.get(risk_key)
+        if risk is None:
+            try:
+                risk = risks[risk_key] = RiskProfile(*risk_key)
+            except ValueError as e:
+                raise DeploymentError(
+                    str(e), file=str(path), line=line, field="risk_level"
+                ) from None
         try:
             out[code] = PollingStation(
                 code=code,
@@ -401,16 +426,21 @@ def _load_monitors(
 ) -> dict[str, Monitor]:
     out: dict[str, Monitor] = {}
     seen: dict[tuple[str, Sensitive], str] = {}
+    # the stations' own codes by their 13 digits: a monitor shares its TPS's code object
+    known = {code.compact: code for code in stations}
     for line, row in _rows(path, MONITORS_COLUMNS):
         mid = row["id"]
         if mid in out:
             raise DeploymentError(
                 f"duplicate monitor id {mid!r}", file=str(path), line=line, field="id"
             )
-        try:
-            station = StationCode.parse(row["station"])
-        except ValueError as e:
-            raise DeploymentError(str(e), file=str(path), line=line, field="station") from None
+        station = known.get(row["station"])
+        if station is None:
+            try:
+                station = StationCode.parse(row["station"])
+            except ValueError as e:
+                raise DeploymentError(str(e), file=str(path), line=line, field="station") from None
+            station = known.get(station.compact, station)
         if station not in stations:
             raise DeploymentError(
                 f"station {station} is not in stations.csv",

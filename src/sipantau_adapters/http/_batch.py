@@ -1,7 +1,9 @@
 """Group commit: concurrent submissions written together, each acknowledged after its commit.
 
 Requests put ``(submission, principal, future)`` on a bounded :class:`asyncio.Queue`
-(full: :class:`Busy`, answered 429). One writer task takes the first waiting submission,
+(full: :class:`Busy`, answered 429), and wait for their outcome at most ``max_wait``
+seconds (then :class:`TimedOut`, answered 503: a request never waits unboundedly, even
+when the database hangs). One writer task takes the first waiting submission,
 collects more for up to the batch window (or until the batch is full), and hands the batch
 to a *batch function* in a worker thread. The default batch function,
 :func:`per_principal`, calls ``desk.submit_many`` once per principal in the batch (the
@@ -27,7 +29,15 @@ from sipantau_core.access import Principal
 from sipantau_core.desk import Desk, Receipt, Submission
 from sipantau_core.errors import SipantauError
 
-__all__ = ["BatchFunction", "BatchStats", "Busy", "Closed", "GroupCommitter", "per_principal"]
+__all__ = [
+    "BatchFunction",
+    "BatchStats",
+    "Busy",
+    "Closed",
+    "GroupCommitter",
+    "TimedOut",
+    "per_principal",
+]
 
 #: A batch of (submission, principal) → one result per item, in order: a receipt, the
 #: library error for that item, or an unexpected exception.
@@ -43,6 +53,12 @@ class Busy(Exception):
 
 class Closed(Exception):
     """The server is shutting down and takes no new submissions."""
+
+
+class TimedOut(Exception):
+    """The submission's outcome did not come within ``max_wait``: it was dropped from the
+    queue if it was still waiting there, and may still be written if it was being
+    written (a resend is then a duplicate)."""
 
 
 def per_principal(desk: Desk) -> BatchFunction:
@@ -71,6 +87,11 @@ class BatchStats:
     items: int = 0
     largest: int = 0
     busy_seconds: float = 0.0
+    #: submissions answered "busy" (the queue was full) and "timed out" (``max_wait``)
+    refused: int = 0
+    timed_out: int = 0
+    #: submissions whose waiter had timed out before the writer took them (not written)
+    dropped: int = 0
 
 
 class GroupCommitter:
@@ -84,13 +105,17 @@ class GroupCommitter:
         window_ms: float = 5,
         max_batch: int = 256,
         max_queue: int = 1024,
+        max_wait: float | None = 10,
     ):
         if window_ms < 0 or max_batch < 1 or max_queue < 1:
             raise ValueError("window_ms >= 0, max_batch >= 1 and max_queue >= 1")
+        if max_wait is not None and max_wait <= 0:
+            raise ValueError("max_wait > 0 (or None: no bound)")
         self._batch = batch
         self._window = window_ms / 1000
         self._max_batch = max_batch
         self._max_queue = max_queue
+        self._max_wait = max_wait
         self._queue: asyncio.Queue[tuple[Submission, Principal, asyncio.Future[Outcome]]] | None
         self._queue = None
         self._arrived: asyncio.Event | None = None
@@ -120,7 +145,8 @@ class GroupCommitter:
 
     async def submit(self, item: Submission, principal: Principal) -> Outcome:
         """Queue ``item`` and wait for its outcome (after its transaction committed).
-        Raises :class:`Busy` when the queue is full, :class:`Closed` when closing."""
+        Raises :class:`Busy` when the queue is full, :class:`Closed` when closing, and
+        :class:`TimedOut` when no outcome came within ``max_wait`` seconds."""
         if self._closing:
             raise Closed
         self.start()
@@ -130,13 +156,21 @@ class GroupCommitter:
         try:
             self._queue.put_nowait((item, principal, future))
         except asyncio.QueueFull:
+            self.stats.refused += 1
             raise Busy from None
         self._arrived.set()
         self._pending += 1
         try:
             # The outcome is delivered even when this request is cancelled (client
             # gone): shield, so that a cancelled waiter does not cancel the future.
-            return await asyncio.shield(future)
+            async with asyncio.timeout(self._max_wait):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            # Still queued: the writer skips it (a cancelled future). Being written: it
+            # commits or not, and the client's resend learns which (a duplicate).
+            future.cancel()
+            self.stats.timed_out += 1
+            raise TimedOut from None
         finally:
             self._pending -= 1
 
@@ -154,16 +188,18 @@ class GroupCommitter:
         assert self._queue is not None
         assert self._arrived is not None
         queue, arrived = self._queue, self._arrived
-        while queue.empty():
-            if self._closing:
-                return []
-            arrived.clear()
-            await arrived.wait()
-        batch = [queue.get_nowait()]
+        batch: list[tuple[Submission, Principal, asyncio.Future[Outcome]]] = []
+        while not batch:
+            while queue.empty():
+                if self._closing:
+                    return []
+                arrived.clear()
+                await arrived.wait()
+            self._take(queue.get_nowait(), batch)
         deadline = time.monotonic() + self._window
         while len(batch) < self._max_batch:
             if not queue.empty():
-                batch.append(queue.get_nowait())
+                self._take(queue.get_nowait(), batch)
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing:
@@ -172,6 +208,17 @@ class GroupCommitter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), remaining)
         return batch
+
+    def _take(
+        self,
+        entry: tuple[Submission, Principal, asyncio.Future[Outcome]],
+        batch: list[tuple[Submission, Principal, asyncio.Future[Outcome]]],
+    ) -> None:
+        """Add ``entry`` to ``batch`` unless its waiter gave up (timed out) meanwhile."""
+        if entry[2].cancelled():
+            self.stats.dropped += 1
+        else:
+            batch.append(entry)
 
     async def _run(self) -> None:
         while True:

@@ -42,7 +42,9 @@ __all__ = [
 EntryState = Literal["pending", "delivered", "refused"]
 DeliveryState = Literal["delivered", "queued", "refused"]
 
-_SCHEMA_VERSION: Final = 1
+_SCHEMA_VERSION: Final = 2
+#: ``not_before``: the end of the server's last ``Retry-After`` for a pending report (no
+#: report goes to the server before the latest of them, not even by a forced pass)
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,7 +62,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error      TEXT,
     status_code     INTEGER,
     response        TEXT,
-    finished_at     REAL
+    finished_at     REAL,
+    not_before      REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, seq);
 """
@@ -433,10 +436,13 @@ class Outbox:
                     f"the outbox {self.path} was written by a newer version (schema {version})",
                     code="outbox.version",
                 )
-            if version < _SCHEMA_VERSION:
+            if version == 1:  # written before not_before
+                self._db.execute("ALTER TABLE outbox ADD COLUMN not_before REAL")
+            elif version < _SCHEMA_VERSION:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+            if version < _SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -497,8 +503,15 @@ class Outbox:
         assert entry is not None
         return entry
 
-    def record(self, entry: OutboxEntry, outcome: Outcome, next_attempt_at: float) -> OutboxEntry:
-        """Record one attempt's outcome. Only a pending row changes: a row another process
+    def record(
+        self,
+        entry: OutboxEntry,
+        outcome: Outcome,
+        next_attempt_at: float,
+        not_before: float | None = None,
+    ) -> OutboxEntry:
+        """Record one attempt's outcome (``not_before``: the end of the server's
+        ``Retry-After``, if it sent one). Only a pending row changes: a row another process
         delivered meanwhile stays delivered."""
         now = self._now()
         response = json.dumps(outcome.body, ensure_ascii=False) if outcome.body else None
@@ -507,15 +520,16 @@ class Outbox:
             if outcome.kind == "retry":
                 db.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
-                    " last_error = ?, status_code = ?, next_attempt_at = ?"
+                    " last_error = ?, status_code = ?, next_attempt_at = ?, not_before = ?"
                     " WHERE report_id = ? AND state = 'pending'",
-                    (now, outcome.error, outcome.status_code, next_attempt_at, key),
+                    (now, outcome.error, outcome.status_code, next_attempt_at, not_before, key),
                 )
             else:
                 db.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,"
                     " last_error = ?, status_code = ?, response = ?, state = ?,"
-                    " finished_at = ? WHERE report_id = ? AND state = 'pending'",
+                    " finished_at = ?, not_before = NULL"
+                    " WHERE report_id = ? AND state = 'pending'",
                     (
                         now,
                         outcome.error,
@@ -586,6 +600,17 @@ class Outbox:
             return self._select()
         return self._select("WHERE state = ?", (state,))
 
+    def hold(self) -> datetime | None:
+        """The end of the latest ``Retry-After`` the server gave a pending report, when it
+        is still ahead: until then the client sends the server nothing."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(not_before) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+        if row[0] is None or row[0] <= self._now():
+            return None
+        return datetime.fromtimestamp(row[0], UTC)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
@@ -634,7 +659,10 @@ class Engine:
     ) -> Generator[Step, Outcome | None, list[Delivery]]:
         """Send pending entries oldest first (so a correction never overtakes the report it
         amends). Stops at the first entry that is not due (unless ``force``), at the first
-        failure to retry, or after ``until``."""
+        failure to retry, or after ``until``. Sends nothing, even forced, while the
+        server's last ``Retry-After`` runs (:meth:`Outbox.hold`)."""
+        if self.outbox.hold() is not None:
+            return []
         results, _ = yield from self._pass(force=force, until=until)
         return results
 
@@ -653,18 +681,31 @@ class Engine:
                 label = f"HTTP {last.status_code}: a receipt for another report"
                 last = Outcome("retry", last.status_code, None, error=label)
             wait = 0.0
+            not_before = None
+            now = self.now().timestamp()
             if last.kind == "retry":
                 wait = self.policy.delay(entry.attempts + 1, self.rng, last.retry_after)
-            updated = self.outbox.record(entry, last, self.now().timestamp() + wait)
+                if last.retry_after is not None:
+                    not_before = now + min(last.retry_after, self.policy.max_retry_after)
+            updated = self.outbox.record(entry, last, now + wait, not_before)
             results.append(updated.delivery())
             if last.kind == "retry" or entry.report_id == until:
                 break
         return results, last
 
     def submit_flow(self, report_id: UUID) -> Generator[Step, Outcome | None, Delivery]:
-        """Deliver the outbox up to ``report_id`` now, retrying within the call as the
-        policy allows; then the report's state."""
+        """Deliver the outbox up to ``report_id`` now (or once the server's last
+        ``Retry-After`` ends, if that is within ``max_call_wait``), retrying within the call
+        as the policy allows; then the report's state."""
         policy = self.policy
+        hold = self.outbox.hold()
+        if hold is not None:
+            wait = (hold - self.now()).total_seconds()
+            if wait > policy.max_call_wait:
+                entry = self.outbox.get(report_id)
+                assert entry is not None
+                return entry.delivery()
+            yield Sleep(wait)
         for attempt in range(1, policy.attempts_per_call + 1):
             _, last = yield from self._pass(force=True, until=report_id)
             entry = self.outbox.get(report_id)
@@ -685,7 +726,12 @@ class Engine:
         results: list[Delivery] = []
         force = True
         while True:
-            results.extend((yield from self.deliver_pass(force=force)))
+            hold = self.outbox.hold()
+            if hold is not None:  # the server asked for a pause: wait it out first
+                if deadline is not None and hold > deadline:
+                    break
+                yield Sleep((hold - self.now()).total_seconds())
+            results.extend((yield from self._pass(force=force, until=None))[0])
             force = False
             pending = self.outbox.entries("pending")
             if not pending:

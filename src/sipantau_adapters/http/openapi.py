@@ -66,7 +66,7 @@ ERROR_STATUSES: Final[dict[int, tuple[str, ...]]] = {
     ),
     429: ("server.busy",),
     500: ("server.error",),
-    503: ("storage.unavailable", "storage.race", "server.shutting_down"),
+    503: ("storage.unavailable", "storage.race", "server.timeout", "server.shutting_down"),
 }
 
 _DESCRIPTIONS: Final = {
@@ -83,7 +83,8 @@ _DESCRIPTIONS: Final = {
     422: "Not stored: the report names something the deployment lacks (do not retry)",
     429: "Too many submissions waiting: retry after ``Retry-After`` seconds",
     500: "Internal error (generic body, never a traceback)",
-    503: "Storage unavailable or server shutting down: retry after ``Retry-After`` seconds",
+    503: "Storage unavailable, a submission not written within the server's bound on "
+    "waiting, or the server shutting down: retry after ``Retry-After`` seconds",
 }
 
 
@@ -120,7 +121,7 @@ def _region_param() -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": "A region code (16, 16.73, 16.73.01, 16.73.01.1001; compact digits "
-        "too) or a 13-digit TPS code",
+        "too; ID for the whole country) or a 13-digit TPS code",
         "schema": {"type": "string"},
         "example": "16.73.01",
     }

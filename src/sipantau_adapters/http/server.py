@@ -46,6 +46,7 @@ from sipantau_adapters.http._batch import (
     Busy,
     Closed,
     GroupCommitter,
+    TimedOut,
     per_principal,
 )
 from sipantau_adapters.http._errors import (
@@ -348,6 +349,16 @@ class _Api:
                 "server sedang sibuk; kirim ulang setelah beberapa detik",
                 headers={"Retry-After": str(max(1, round(self.retry_after)))},
             ) from None
+        except TimedOut:
+            raise ApiError(
+                503,
+                "server.timeout",
+                "the report was not written within the server's bound on waiting; it may "
+                "still be written: send it again after Retry-After seconds (a resend of a "
+                "stored report is answered duplicate)",
+                "server terlalu lama menyimpan laporan; kirim ulang setelah beberapa detik",
+                headers={"Retry-After": str(max(1, round(self.retry_after)))},
+            ) from None
         except Closed:
             raise ApiError(
                 503,
@@ -600,6 +611,7 @@ def create_app(
     batch_window_ms: float = 5,
     max_batch: int = 256,
     max_queue: int = 1024,
+    max_wait: float | None = 10,
     retry_after: float = 1,
     read_threads: int = 8,
     batch: BatchFunction | None = None,
@@ -611,7 +623,9 @@ def create_app(
     ``batch_window_ms`` (or ``max_batch`` of them) and writes them with ``batch`` (by
     default ``desk.submit_many`` once per principal) in a worker thread; each request is
     answered after its own transaction committed. More than ``max_queue`` waiting
-    submissions: 429 with ``Retry-After: retry_after``. Reads run in up to
+    submissions: 429 with ``Retry-After: retry_after``; a submission whose outcome has
+    not come after ``max_wait`` seconds (``None``: no bound): 503 ``server.timeout``
+    with the same ``Retry-After``. Reads run in up to
     ``read_threads`` worker threads. The committer is ``app.state.committer``.
 
     With ``web`` (the default) the desk's web page is served beside the API (``/``, see
@@ -622,6 +636,7 @@ def create_app(
         window_ms=batch_window_ms,
         max_batch=max_batch,
         max_queue=max_queue,
+        max_wait=max_wait,
     )
     api = _Api(desk, committer, retry_after=retry_after, read_threads=read_threads)
 
@@ -680,14 +695,22 @@ def serve(desk: Desk, host: str = "127.0.0.1", port: int = 8080, **options: Any)
 
 DEPLOYMENT_ENV = "SIPANTAU_DEPLOYMENT"
 STORAGE_ENV = "SIPANTAU_STORAGE"
+#: :func:`create_app`'s options for each worker of :func:`serve_workers` (JSON)
+OPTIONS_ENV = "SIPANTAU_APP_OPTIONS"
+#: the options of :func:`create_app` that a worker process can be given (plain values)
+WORKER_OPTIONS = frozenset(
+    {"batch_window_ms", "max_batch", "max_queue", "max_wait", "retry_after", "read_threads"}
+)
 
 
 def app_from_environment() -> Starlette:
     """The app of a desk opened from ``SIPANTAU_DEPLOYMENT`` (a deployment directory) and
-    ``SIPANTAU_STORAGE`` (a storage URL): the factory each uvicorn worker process calls
+    ``SIPANTAU_STORAGE`` (a storage URL), with :func:`create_app`'s options from
+    ``SIPANTAU_APP_OPTIONS`` (JSON): the factory each uvicorn worker process calls
     (``sipantau serve --workers N``). The desk closes when the app shuts down."""
+    options = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
     desk = Desk.open(os.environ[DEPLOYMENT_ENV], storage=os.environ[STORAGE_ENV])
-    app = create_app(desk)
+    app = create_app(desk, **{k: v for k, v in options.items() if k in WORKER_OPTIONS})
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -703,11 +726,26 @@ def app_from_environment() -> Starlette:
 
 
 def serve_workers(
-    deployment: str, storage: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2
+    deployment: str,
+    storage: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 2,
+    **options: Any,
 ) -> None:
     """Serve with ``workers`` processes on one socket, each with its own desk on the same
-    storage (SQLite or PostgreSQL: the database keeps them consistent). Blocks."""
+    storage (SQLite or PostgreSQL: the database keeps them consistent). ``options`` go to
+    each worker's :func:`create_app` (those of :data:`WORKER_OPTIONS`). A worker that
+    dies is started again by uvicorn's supervisor. Blocks."""
     import uvicorn
+
+    unknown = sorted(set(options) - WORKER_OPTIONS)
+    if unknown:
+        raise SipantauError(
+            f"not an option of a worker: {unknown} (those are {sorted(WORKER_OPTIONS)})",
+            code="server.bad_config",
+        )
 
     if storage.startswith("memory:"):
         raise SipantauError(
@@ -716,6 +754,7 @@ def serve_workers(
         )
     os.environ[DEPLOYMENT_ENV] = deployment
     os.environ[STORAGE_ENV] = storage
+    os.environ[OPTIONS_ENV] = json.dumps(options)
     # the workers share one session key, so a page signed in on one works on all
     from sipantau_adapters.web.session import SECRET_ENV, new_secret
 

@@ -37,7 +37,13 @@ __all__ = ["election_results_report"]
 _NS = "ElectionResults."
 _LANGUAGE = "id"
 #: ReportingUnitType of each kind of place; a kind not here is ``other`` + OtherType.
-_UNIT_TYPE = {"provinsi": "state", "kota": "city", "kabupaten": "county", "tps": "precinct"}
+_UNIT_TYPE = {
+    "nasional": "country",
+    "provinsi": "state",
+    "kota": "city",
+    "kabupaten": "county",
+    "tps": "precinct",
+}
 _NOTES = (
     f"{CONFIDENTIAL_NOTICE}. Hitungan cepat desk dari salinan C.Hasil-KWK para pemantau, "
     "hanya TPS yang laporannya dihitung; bukan hasil resmi KPU. "

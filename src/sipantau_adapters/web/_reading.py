@@ -31,8 +31,9 @@ Place = RegionCode | StationCode
 @attrs.frozen
 class Unit:
     """A region or a TPS as the exports show it: its code (dotted for a region, the 13
-    digits for a TPS), its name from the deployment and its kind (``provinsi``, ``kota``,
-    ``kabupaten``, ``kecamatan``, ``kelurahan``, ``desa`` or ``tps``)."""
+    digits for a TPS), its name from the deployment and its kind (``nasional``,
+    ``provinsi``, ``kota``, ``kabupaten``, ``kecamatan``, ``kelurahan``, ``desa`` or
+    ``tps``)."""
 
     code: str
     name: str
@@ -45,6 +46,8 @@ def kind_of(place: Place) -> str:
     if isinstance(place, StationCode):
         return "tps"
     level = place.level
+    if level is RegionLevel.NATION:
+        return "nasional"
     if level is RegionLevel.PROVINCE:
         return "provinsi"
     if level is RegionLevel.CITY:

@@ -34,7 +34,7 @@ from starlette.responses import Response, StreamingResponse
 from sipantau_adapters.web.overview import default_region, overview
 from sipantau_adapters.web.snapshot import overview_from, read_snapshot
 from sipantau_core.access import Principal, Role
-from sipantau_core.domain import RegionCode
+from sipantau_core.domain import NATION, RegionCode
 
 if TYPE_CHECKING:
     from sipantau_adapters.web.app import WebApp
@@ -237,6 +237,8 @@ def _concerns(watched: str, region: str) -> bool:
     concerns the region ``watched``."""
     if not region:
         return False
+    if NATION.value in (watched, region):  # the whole country holds every region
+        return True
     if "." not in region and len(region) == 13:
         digits = watched.replace(".", "")
         return region.startswith(digits)

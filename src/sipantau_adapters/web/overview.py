@@ -105,8 +105,8 @@ def default_region(desk: Desk, principal: Principal) -> str:
 
 def child_level(region: RegionCode) -> str:
     """The level below ``region`` whose rows the overview lists."""
-    depth = region.value.count(".")
-    return {0: "city", 1: "district", 2: "village"}.get(depth, "village")
+    depth = len(region.segments)
+    return {0: "province", 1: "city", 2: "district", 3: "village"}.get(depth, "village")
 
 
 def _panel(read: Callable[[], T]) -> Panel:
@@ -118,7 +118,7 @@ def _panel(read: Callable[[], T]) -> Panel:
 
 def _children(dep: Deployment, region: RegionCode) -> list[str]:
     """The codes one level below ``region`` that hold TPS, sorted."""
-    depth = region.value.count(".") + 1
+    depth = len(region.segments)
     found = {
         ".".join(s.code.village.value.split(".")[: depth + 1]) for s in dep.stations_in(region)
     }
@@ -185,7 +185,7 @@ def results_of(
     level = child_level(region)
     children: list[ResultRow] = []
     if level in progress.tables:
-        prefix = region.value + "."
+        prefix = "" if region.is_nation else region.value + "."
         for count in progress.regions(level):
             if count.code.startswith(prefix):
                 children.append(_row(dep, count.code, count, options))

@@ -130,13 +130,16 @@ def _regions(web: WebApp, region: RegionCode) -> list[tuple[str, str]]:
     dep = web.desk.deployment
     top = dep.region
     codes = {top.value, region.value}
-    depth = region.value.count(".") + 1
+    depth = len(region.segments)
     for station in dep.stations_in(region):
         parts = station.code.village.value.split(".")
         if depth < len(parts):
             codes.add(".".join(parts[: depth + 1]))
-    for district in dep.districts():
-        codes.add(district.value)
+    if top.is_nation:  # a desk over the country lists its provinces, not ~7,000 districts
+        codes.update(code.village.value[:2] for code in dep.stations)
+    else:
+        for district in dep.districts():
+            codes.add(district.value)
     return [(c, dep.region_name(c)) for c in sorted(codes)]
 
 

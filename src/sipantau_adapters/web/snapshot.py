@@ -32,7 +32,7 @@ from sipantau_adapters.web.overview import (
 )
 from sipantau_core.access import Principal, Role
 from sipantau_core.desk import Desk, IncidentView
-from sipantau_core.domain import Stage
+from sipantau_core.domain import RegionCode, Stage
 from sipantau_core.domain.regions import CHILD_DIGITS, dotted
 from sipantau_core.ports import StoredReport
 from sipantau_core.quickcount import ProgressCount
@@ -80,7 +80,7 @@ def _sum_levels(
 ) -> dict[int, dict[str, tuple[int, list[list[int]]]]]:
     """The per-village stage rows summed once per region of every level above (each group
     then takes its children from the level below its region)."""
-    sums: dict[int, dict[str, tuple[int, list[list[int]]]]] = {4: {}, 6: {}, 10: {}}
+    sums: dict[int, dict[str, tuple[int, list[list[int]]]]] = {2: {}, 4: {}, 6: {}, 10: {}}
     for row in rows:
         counts = [[on_time, late, missing] for _, on_time, late, missing in row.stages]
         digits = row.region.replace(".", "")
@@ -106,7 +106,7 @@ def _within(station: str, digits: str) -> bool:
 def _stage_sums(desk: Desk, snapshot: Snapshot, region: str) -> list[StageProgress]:
     """The stage rows of the regions one level below ``region`` (of a village: its TPS,
     read for it alone)."""
-    digits = region.replace(".", "")
+    digits = RegionCode.parse(region).compact
     depth = CHILD_DIGITS[len(digits)]
     if depth == 13:
         return desk.stage_progress(region, principal=HUB)
@@ -128,7 +128,7 @@ def overview_from(desk: Desk, snapshot: Snapshot, region: str) -> Overview:
     """The overview of ``region`` for desk staff, cut from ``snapshot``."""
     dep = desk.deployment
     code, contest_id, options = heading(dep, region, snapshot.contest)
-    digits = code.value.replace(".", "")
+    digits = code.compact
     counted = dep.contests[contest_id].options
     results, quick = results_of(dep, code, snapshot.progress[code.value], counted)
     incidents = tuple(i for i in snapshot.incidents if _within(i.station, digits))

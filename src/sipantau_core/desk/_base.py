@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -18,12 +17,12 @@ from sipantau_core.audit_leaves import Batch, batch_entry, report_leaf
 from sipantau_core.deployment import Deployment
 from sipantau_core.desk._memo import Memo
 from sipantau_core.desk._records import (
-    _LEVELS,
     _violations_from,
 )
 from sipantau_core.desk.audit_log import AuditLog
 from sipantau_core.desk.stages import Deadlines, ensure_counted
 from sipantau_core.domain import (
+    NATION,
     Contest,
     IncidentCatalogue,
     PollingStation,
@@ -127,7 +126,7 @@ class DeskBase:
         self.clock = clock
         # by the 13 digits: a string compares faster than a parsed code (every report)
         self._stations = {code.compact: s for code, s in deployment.stations.items()}
-        self._monitors = dict(deployment.monitors)
+        self._monitors = deployment.monitors  # read-only; a copy would cost 823,236 entries
         self._expected_by_contest: dict[str, dict[str, tuple[int, int]]] = {}
         self._sealer = sealer
         settings = deployment.settings
@@ -370,17 +369,43 @@ class DeskBase:
 
     @cached_property
     def _expected(self) -> dict[str, tuple[int, int]]:
-        """Per region (every level) and TPS: (number of TPS, registered voters)."""
+        """Per region (every level, and the nation ``ID``): (number of TPS, registered
+        voters). A TPS's own are ``(1, its DPT)``, not kept here."""
         return self._count_expected(self.deployment.stations.values())
 
-    def _count_expected(self, stations: Iterable[PollingStation]) -> dict[str, tuple[int, int]]:
-        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    @staticmethod
+    def _count_expected(stations: Iterable[PollingStation]) -> dict[str, tuple[int, int]]:
+        villages: dict[str, list[int]] = {}
         for station in stations:
-            code = station.code
-            for key in (code.compact, *(code.village.at_level(lvl).value for lvl in _LEVELS)):
-                out[key][0] += 1
-                out[key][1] += station.registered_voters
+            found = villages.get(station.code.village.value)
+            if found is None:
+                found = villages[station.code.village.value] = [0, 0]
+            found[0] += 1
+            found[1] += station.registered_voters
+        out: dict[str, list[int]] = {NATION.value: [0, 0]}
+        for village, (n, voters) in villages.items():
+            # a village's code is 16.73.01.1001: its district, city and province are
+            # its first 8, 5 and 2 characters
+            for key in (village, village[:8], village[:5], village[:2], NATION.value):
+                found = out.get(key)
+                if found is None:
+                    found = out[key] = [0, 0]
+                found[0] += n
+                found[1] += voters
         return {k: (v[0], v[1]) for k, v in out.items()}
+
+    @cached_property
+    def _provinces(self) -> tuple[str, ...]:
+        """The provinces that hold the desk's TPS, by code: the nation's count is theirs."""
+        return tuple(sorted({code[:2] for code in self._stations}))
+
+    @staticmethod
+    def _within(target: RegionCode | StationCode) -> str | None:
+        """``ReportFilter.region`` for ``target``: its code, or none (every report) for
+        the nation."""
+        if isinstance(target, StationCode):
+            return target.compact
+        return None if target.is_nation else target.value
 
     def _expected_for(self, contest_id: str) -> dict[str, tuple[int, int]]:
         """As :attr:`_expected`, for the TPS within the contest's region only."""
@@ -408,9 +433,8 @@ class DeskBase:
         entry = self._audit_entry(principal, action.value, what, "ok", where=target)
         return self._read_audited(entry, lambda tx: tx.reports(query))
 
-    def _prefix(self, where: RegionCode | StationCode | str) -> str:
-        target = self._target(where)
-        return target.compact if isinstance(target, StationCode) else target.value
+    def _prefix(self, where: RegionCode | StationCode | str) -> str | None:
+        return self._within(self._target(where))
 
     def _as_view(self) -> DeskView:
         """This desk as plugins see it (the facade :class:`~sipantau_core.desk.Desk`,

@@ -21,6 +21,7 @@ from sipantau_core.desk._records import (
 )
 from sipantau_core.desk.stages import STAGES_KEY, counter
 from sipantau_core.domain import (
+    NATION,
     PollingStation,
     RegionCode,
     Stage,
@@ -70,7 +71,7 @@ class Progress(DeskBase):
         options = self.deployment.contests[contest_id].options
 
         def read(tx: StorageTx) -> ProgressCount[int]:
-            version = tx.aggregates(CHANGES_KEY, target.value).get(contest_id, 0)
+            version = self._versions(tx, contest_id, [target.value])[target.value]
             memo_key = ("progress", contest_id, target.value, confidence)
             found: ProgressCount[int] | None = self._memo.at(memo_key, version)
             if found is None:
@@ -114,12 +115,12 @@ class Progress(DeskBase):
         options = self.deployment.contests[contest_id].options
 
         def read(tx: StorageTx) -> dict[str, ProgressCount[int]]:
-            versions = tx.aggregates_many(CHANGES_KEY, list(inside))
+            versions = self._versions(tx, contest_id, list(inside))
             out: dict[str, ProgressCount[int]] = {}
             todo: dict[str, tuple[tuple[Any, ...], int]] = {}
             for code in inside:
                 memo_key = ("progress", contest_id, code, confidence)
-                version = versions.get(code, {}).get(contest_id, 0)
+                version = versions[code]
                 found = self._memo.at(memo_key, version)
                 if found is None:
                     todo[code] = (memo_key, version)
@@ -134,6 +135,22 @@ class Progress(DeskBase):
 
         entry = self._audit_entry(principal, "read_tally", what, "ok", where=where)
         return dict(sorted(self._read_audited(entry, read).items()))
+
+    def _versions(self, tx: StorageTx, contest_id: str, codes: Sequence[str]) -> dict[str, int]:
+        """Each region's counter of changes for the contest (read before what it
+        versions); the nation's is the sum of its provinces' (it has no row of its own)."""
+        provinces: list[str] | None = self._memo.get("provinces")
+        if provinces is None:
+            provinces = sorted({code.compact[:2] for code in self.deployment.stations})
+            self._memo.put("provinces", provinces)
+        wanted = [c for c in codes if c != NATION.value]
+        if len(wanted) < len(codes):
+            wanted += provinces
+        found = tx.aggregates_many(CHANGES_KEY, wanted)
+        out = {c: found.get(c, {}).get(contest_id, 0) for c in codes if c != NATION.value}
+        if len(out) < len(codes):
+            out[NATION.value] = sum(found.get(p, {}).get(contest_id, 0) for p in provinces)
+        return out
 
     def _in_contest(self, contest_id: str, target: RegionCode) -> list[PollingStation]:
         """The TPS of ``target`` where the contest is held (kept: the deployment's)."""
@@ -230,15 +247,16 @@ class Progress(DeskBase):
             out.update(mine)
         return out
 
-    def _common(self, regions: Sequence[RegionCode]) -> RegionCode | None:
-        """The smallest region holding all of ``regions`` (``None``: none does)."""
-        parts = [r.value.split(".") for r in regions]
+    def _common(self, regions: Sequence[RegionCode]) -> RegionCode:
+        """The smallest region holding all of ``regions`` (the nation, when no province
+        does)."""
+        parts = [r.segments for r in regions]
         shared: list[str] = []
         for segment in zip(*parts, strict=False):
             if len(set(segment)) != 1:
                 break
             shared.append(segment[0])
-        return RegionCode.parse(".".join(shared)) if shared else None
+        return RegionCode.parse(".".join(shared)) if shared else NATION
 
     def stage_progress(
         self,
@@ -249,13 +267,13 @@ class Progress(DeskBase):
         level: str | None = None,
     ) -> list[StageProgress]:
         """Per region one level below ``region`` (per TPS below a village), or per region
-        of ``level`` (``city``, ``district``, ``village`` or ``tps``) within it, the stage
-        reports counted against the schedule in each TPS's own time zone: what
+        of ``level`` (``province``, ``city``, ``district``, ``village`` or ``tps``) within
+        it, the stage reports counted against the schedule in each TPS's own time zone: what
         :meth:`station_status` says TPS by TPS, summed without building it (the
         overview of a province of 30,000 TPS). Readers: as for :meth:`station_status`."""
         at = now or self.clock()
         target = self._region(region)
-        digits = len(target.value.replace(".", ""))
+        digits = len(target.compact)
         depth = CHILD_DIGITS[digits] if level is None else _DEPTH.get(level, 0)
         if depth <= digits:
             raise SipantauError(
@@ -302,7 +320,7 @@ class Progress(DeskBase):
         self, target: RegionCode, principal: Principal, at: datetime
     ) -> list[StageProgress]:
         """:meth:`stage_progress` per TPS, from the reports of ``target``."""
-        query = ReportFilter(region=target.value, heads_only=False, payload=False)
+        query = ReportFilter(region=self._within(target), heads_only=False, payload=False)
         found = self._read_reports(principal, Action.READ_STATUS, target, query)
         first_in: dict[tuple[str, str], datetime] = {}
         for s in found:
@@ -348,7 +366,7 @@ class Progress(DeskBase):
             principal,
             Action.READ_REPORTS,
             target,
-            ReportFilter(region=target.value, kind="tally", contest=contest_id),
+            ReportFilter(region=self._within(target), kind="tally", contest=contest_id),
         )
         codes: dict[str, list[str]] = {}
         turnout_rows: list[tuple[str, int | None, int | None]] = []
@@ -385,7 +403,7 @@ class Progress(DeskBase):
 
 
 #: How many digits a region code of each level has.
-_DEPTH = {"city": 4, "district": 6, "village": 10, "tps": 13}
+_DEPTH = {"province": 2, "city": 4, "district": 6, "village": 10, "tps": 13}
 
 
 def _results(

@@ -51,7 +51,8 @@ class Queries(DeskBase):
         principal: Principal,
         contest: str | None = None,
     ) -> Tally:
-        """The counts of a region (TPS, village, district, city, province) for a contest.
+        """The counts of a region (TPS, village, district, city, province, or the nation,
+        ``ID``: the sum of its provinces) for a contest.
 
         Readers: officers and coordinators within their region, a monitor for its own TPS,
         a viewer only where a coordinator released the region."""
@@ -76,13 +77,24 @@ class Queries(DeskBase):
             if isinstance(target, StationCode):
                 state = tx.station_states([(contest_id, key)])[(contest_id, key)]
                 return dict(state.counted.counters) if state.counted else {}
+            if target.is_nation:  # the sum of the provinces' counts (no row of its own)
+                total: dict[str, int] = {}
+                for province in self._provinces:
+                    for name, value in tx.aggregates(contest_id, province).items():
+                        total[name] = total.get(name, 0) + value
+                return total
             return tx.aggregates(contest_id, key)
 
         entry = self._audit_entry(
             principal, "read_tally", f"tally:{contest_id}:{key}", "ok", where=target
         )
         counters = self._read_audited(entry, read)
-        expected = self._expected_for(contest_id).get(key, (0, 0))
+        if isinstance(target, StationCode):
+            where = self.deployment.contests[contest_id].region
+            inside = where is None or where.contains(target)
+            expected = (1, self._stations[key].registered_voters) if inside else (0, 0)
+        else:
+            expected = self._expected_for(contest_id).get(key, (0, 0))
         return Tally(
             region=key,
             contest=contest_id,

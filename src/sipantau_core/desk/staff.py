@@ -34,6 +34,10 @@ from sipantau_core.signing import (
     new_token,
 )
 
+#: How many of the deployment's monitors :meth:`Staff._enrol_deployment_monitors` looks up
+#: and writes in one transaction.
+MONITOR_CHUNK = 50_000
+
 
 class Staff(DeskBase):
     """The people of a desk: monitors (personal data sealed), their device keys, staff
@@ -41,26 +45,31 @@ class Staff(DeskBase):
 
     def _enrol_deployment_monitors(self) -> None:
         """Store the deployment's monitors at the desk (personal data sealed when a key is
-        configured) if they are not stored yet."""
-        with self.storage.transaction() as tx:
-            known = set(tx.monitors())
-        missing = [m for m in self.deployment.monitors.values() if m.id not in known]
-        if not missing:
-            return
-        now = self.clock()
+        configured) if they are not stored yet: looked up and written in chunks of
+        :data:`MONITOR_CHUNK` (one transaction and audit entry each), so that a national
+        deployment's 823,236 monitors never sit in memory as records all at once."""
+        monitors = list(self.deployment.monitors.values())
         system = Principal(id="system", role=Role.SYSTEM)
-        records = [
-            self._monitor_record(m.id, m.station, m.personal, "system", now) for m in missing
-        ]
-        entry = self._audit_entry(
-            system,
-            "enrol_monitors",
-            f"monitors:{len(records)}",
-            "ok",
-            now,
-            where=self.deployment.region,
-        )
-        self._write(WriteBatch(monitors=records, audit=[entry]))
+        for start in range(0, len(monitors), MONITOR_CHUNK):
+            chunk = monitors[start : start + MONITOR_CHUNK]
+            with self.storage.transaction() as tx:
+                known = tx.monitors(m.id for m in chunk)
+            missing = [m for m in chunk if m.id not in known]
+            if not missing:
+                continue
+            now = self.clock()
+            records = [
+                self._monitor_record(m.id, m.station, m.personal, "system", now) for m in missing
+            ]
+            entry = self._audit_entry(
+                system,
+                "enrol_monitors",
+                f"monitors:{len(records)}",
+                "ok",
+                now,
+                where=self.deployment.region,
+            )
+            self._write(WriteBatch(monitors=records, audit=[entry]))
 
     def _monitor_record(
         self,

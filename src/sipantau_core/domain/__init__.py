@@ -6,6 +6,7 @@ from sipantau_core.domain._validators import MAX_COUNT
 from sipantau_core.domain.contests import EMPTY_BOX, Candidate, Contest, ContestKind
 from sipantau_core.domain.people import Monitor, PersonalData, Sensitive
 from sipantau_core.domain.regions import (
+    NATION,
     RegionCode,
     RegionLevel,
     StationCode,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_INCIDENT_CATEGORIES",
     "EMPTY_BOX",
     "MAX_COUNT",
+    "NATION",
     "Amends",
     "Ballots",
     "Candidate",

@@ -29,6 +29,7 @@ from sipantau_core.testing.national import (  # noqa: E402
     national_deployment,
     national_stations,
     national_tallies,
+    write_deployment,
 )
 from sipantau_core.testing.strategies import (  # noqa: E402
     BREAKABLE_RULES,
@@ -63,4 +64,5 @@ __all__ = [
     "situation_reports",
     "station_codes",
     "tally_reports",
+    "write_deployment",
 ]

@@ -4,27 +4,28 @@
 provinces under their real two-digit codes, 514 kabupaten/kota, about 83,000
 desa/kelurahan and 823,236 TPS, spread unevenly (Java's provinces hold most TPS), each
 TPS with a plausible DPT under the election's cap (600 voters in a Pilkada, 300 in a
-general election). :func:`national_deployment` wraps a province or city of it (or a
-single-province country) in a :class:`~sipantau_core.deployment.Deployment` with one
-monitor per TPS; :func:`national_tallies` streams consistent tallies for a share of its
-TPS, a fraction of them with an OCR-style misread; :func:`expected_counts` is what a desk
+general election). :func:`national_deployment` wraps the country, a province or a city
+of it in a :class:`~sipantau_core.deployment.Deployment` with one monitor per TPS;
+:func:`national_tallies` streams consistent tallies for a share of its TPS, a fraction of
+them with an OCR-style misread; :func:`expected_counts` is what a desk
 must count from them. Everything is deterministic for a seed, and a city's layout does
 not depend on which region is asked for.
-
-A :class:`Deployment` covers one Kemendagri region, so a country of several provinces is
-built as stations (:func:`national_stations`) or one deployment per province.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import random
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Literal
 
 from sipantau_core.deployment import Deployment
 from sipantau_core.domain import (
+    NATION,
     Ballots,
     Candidate,
     Contest,
@@ -48,6 +49,7 @@ __all__ = [
     "national_deployment",
     "national_stations",
     "national_tallies",
+    "write_deployment",
 ]
 
 Election = Literal["pilkada", "general"]
@@ -204,22 +206,17 @@ def national_deployment(
     seed: int = 2024,
     region: RegionCode | str | None = None,
 ) -> Deployment:
-    """A deployment of the national layout of :func:`national_stations` limited to
-    ``region`` (a province or a city; without it, a country of one province), with one
-    monitor per TPS (``M`` and the 13 digits, no personal data), region names
-    (``Provinsi 32``, ``Kota/Kabupaten 32.01``, ``Kecamatan 32.01.01``,
-    ``Desa/Kelurahan 32.01.01.1001``) and one race ``nasional`` of three pairs."""
-    if region is None:
-        if provinces != 1:
-            raise ValueError(
-                "region: a Deployment covers one Kemendagri region; pass a province or a "
-                "city, or use national_stations() for the whole country"
-            )
-        region = PROVINCE_CODES[0]
-    where = RegionCode.parse(region)
+    """A deployment of the national layout of :func:`national_stations`: the whole
+    country (the desk's region is :data:`~sipantau_core.NATION`, ``ID``), or only
+    ``region`` (a province or a city), with one monitor per TPS (``M`` and the 13 digits,
+    no personal data), region names (``Indonesia``, ``Provinsi 32``,
+    ``Kota/Kabupaten 32.01``, ``Kecamatan 32.01.01``, ``Desa/Kelurahan 32.01.01.1001``)
+    and one race ``nasional`` of three pairs."""
+    where = NATION if region is None else RegionCode.parse(region)
     stations: dict[StationCode, PollingStation] = {}
-    names: dict[RegionCode, str] = {}
-    for station in _stations(tps, provinces, cities, villages, election, seed, where):
+    names: dict[RegionCode, str] = {NATION: "Indonesia"} if where.is_nation else {}
+    within = None if where.is_nation else where
+    for station in _stations(tps, provinces, cities, villages, election, seed, within):
         stations[station.code] = station
         village = station.code.village
         if village not in names:
@@ -238,7 +235,7 @@ def national_deployment(
     )
     monitors = {f"M{c.compact}": Monitor(id=f"M{c.compact}", station=c) for c in stations}
     return Deployment(
-        id=f"nasional-{where.compact}",
+        id="nasional" if where.is_nation else f"nasional-{where.compact}",
         name=f"Desk nasional (sintetis) {where.value}",
         region=where,
         election_day=_DAY[election],
@@ -364,3 +361,47 @@ def expected_counts(
         out["total"] += report.total
         out["stations"] += 1
     return out
+
+
+def write_deployment(deployment: Deployment, path: str | Path) -> Path:
+    """Write a synthetic deployment (of :func:`national_deployment`) as a deployment
+    directory that :meth:`Deployment.load` and ``sipantau serve`` read: its desk, region
+    names, contests and capacity in ``deployment.toml``, ``stations.csv`` (code and DPT)
+    and ``monitors.csv`` (no personal data). Schedule, tally settings, risk profiles,
+    positions and ``settings`` are not written (the synthetic ones have the defaults)."""
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    q = json.dumps  # a TOML basic string is a JSON string for these texts
+    lines = [
+        "[desk]",
+        f"id = {q(deployment.id)}",
+        f"name = {q(deployment.name)}",
+        f"region = {q(deployment.region.value)}",
+        f"election_day = {deployment.election_day.isoformat()}",
+    ]
+    if deployment.station_capacity is not None:
+        lines.append(f"station_capacity = {deployment.station_capacity}")
+    lines += ["", "[regions]"]
+    lines += [f"{q(code.value)} = {q(name)}" for code, name in deployment.region_names.items()]
+    for contest in deployment.contests.values():
+        lines += ["", "[[contests]]", f"id = {q(contest.id)}", f"name = {q(contest.name)}"]
+        if contest.kind is not None:
+            lines.append(f"kind = {q(contest.kind.value)}")
+        if contest.region is not None:
+            lines.append(f"region = {q(contest.region.value)}")
+        pairs = ", ".join(
+            f"{{number = {c.number}, name = {q(c.name)}}}" for c in contest.candidates
+        )
+        lines.append(f"candidates = [{pairs}]")
+    (root / "deployment.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with (root / "stations.csv").open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["code", "registered_voters"])
+        out.writerows(
+            (s.code.compact, s.registered_voters) for s in deployment.stations_in(deployment.region)
+        )
+    with (root / "monitors.csv").open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "station"])
+        out.writerows((m.id, m.station.compact) for m in deployment.monitors.values())
+    return root

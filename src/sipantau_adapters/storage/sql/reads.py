@@ -296,6 +296,8 @@ class _Reads(_Bulk):
         with self._errors():
             if ids is None:
                 rows: Iterable[Any] = self._conn.execute(stmt)
+            elif self._pg:  # one array parameter (a desk opening looks up 50,000 at once)
+                rows = self._conn.execute(_PG["monitors_by_id"], {"ids": list(dict.fromkeys(ids))})
             else:
                 rows = self._in_chunks(stmt, MONITORS.c.id, ids)
             found = [MonitorRecord(**row._mapping) for row in rows]

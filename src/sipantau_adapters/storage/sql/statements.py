@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from sipantau_adapters.storage.sql.rows import _DELIVERY_STATE, _REPORT_COLUMNS
+from sipantau_adapters.storage.sql.rows import _DELIVERY_STATE, _MONITOR_COLUMNS, _REPORT_COLUMNS
 from sipantau_adapters.storage.sql_models import (
     AGGREGATES,
     AUDIT,
@@ -185,6 +185,7 @@ def _pg_statements() -> dict[str, Any]:
 
 
 _PG = _pg_statements()
+_PG["monitors_by_id"] = sa.select(*_MONITOR_COLUMNS).where(_by_ids(MONITORS.c.id, postgresql=True))
 
 
 def _sqlite_statements() -> dict[str, Any]:
