@@ -271,3 +271,9 @@ def test_province_and_city_desks_read_the_nation_as_their_own_region() -> None:
         # its staff: a coordinator of the city cannot read the nation
         with pytest.raises(PermissionDenied):
             desk.tally("ID", principal=Principal(id="c", role=Role.COORDINATOR, scope="32.01"))
+
+
+def test_the_provinces_of_a_deployment(country: Deployment) -> None:
+    assert [p.value for p in country.provinces()] == sorted(PROVINCE_CODES)
+    jabar = national_deployment(**SMALL, region="32.01")
+    assert [p.value for p in jabar.provinces()] == ["32"]
