@@ -32,7 +32,16 @@ import pytest
 from sipantau_adapters.http._batch import GroupCommitter
 from sipantau_adapters.http.client import MonitorClient, RetryPolicy
 from sipantau_adapters.http.server import create_app, running
-from sipantau_core import Desk, PollingStation, Principal, Role, Stage, TallyReport, VoterCounts
+from sipantau_core import (
+    Deployment,
+    Desk,
+    PollingStation,
+    Principal,
+    Role,
+    Stage,
+    TallyReport,
+    VoterCounts,
+)
 from sipantau_core.signing import sign_report
 from sipantau_core.testing.contracts import build_deployment
 from test_client import device_key, situation
@@ -41,7 +50,8 @@ SYSTEM = Principal(id="import", role=Role.SYSTEM)
 MONITORS = 12
 
 
-def deployment_of(n: int) -> Any:
+def deployment_of(n: int) -> Deployment:
+    """``n`` TPS in two districts of Kota Lubuklinggau, one monitor each."""
     return build_deployment(
         PollingStation(code=f"16730{1 + i % 2}1001{i + 1:03d}", registered_voters=400)
         for i in range(n)

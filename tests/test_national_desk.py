@@ -293,3 +293,9 @@ def test_the_nations_progress_is_never_stale(country: Deployment, pg_url: str) -
     finally:
         a.close()
         b.close()
+
+
+def test_the_provinces_of_a_deployment(country: Deployment) -> None:
+    assert [p.value for p in country.provinces()] == sorted(PROVINCE_CODES)
+    jabar = national_deployment(**SMALL, region="32.01")
+    assert [p.value for p in jabar.provinces()] == ["32"]

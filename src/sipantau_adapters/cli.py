@@ -28,7 +28,6 @@ from sipantau_core import (
     PermissionDenied,
     Principal,
     Receipt,
-    RegionCode,
     Role,
     SipantauError,
     TallyReport,
@@ -134,11 +133,7 @@ def _desk(args: argparse.Namespace, out: TextIO) -> int:
         contest = next(iter(deployment.contests.values()))
         # the rows: a desk's districts, or a national desk's provinces (not ~7,000 districts)
         national = city.is_nation
-        rows = (
-            sorted({RegionCode(s.compact[:2]) for s in deployment.stations})
-            if national
-            else deployment.districts()
-        )
+        rows = deployment.provinces() if national else deployment.districts()
         out.write(
             f"{'Provinsi' if national else 'Kecamatan':<28}{'TPS':>9}"
             + "".join(f"{contest.label(n):>12}" for n in contest.options)

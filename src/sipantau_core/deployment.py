@@ -127,6 +127,16 @@ class Deployment:
     def districts(self) -> list[RegionCode]:
         return sorted({c.district for c in self.stations})
 
+    def provinces(self) -> list[RegionCode]:
+        """The provinces that hold the deployment's TPS, by code (a bisect per province,
+        not a scan of the stations)."""
+        codes, out, i = self._codes, [], 0
+        while i < len(codes):
+            province = codes[i][:2]
+            out.append(RegionCode(province))
+            i = bisect.bisect_left(codes, f"{int(province) + 1:02d}", i)
+        return out
+
     # -- loading ---------------------------------------------------------------------------
 
     @classmethod

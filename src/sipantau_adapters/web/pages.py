@@ -136,7 +136,7 @@ def _regions(web: WebApp, region: RegionCode) -> list[tuple[str, str]]:
         if depth < len(parts):
             codes.add(".".join(parts[: depth + 1]))
     if top.is_nation:  # a desk over the country lists its provinces, not ~7,000 districts
-        codes.update(code.village.value[:2] for code in dep.stations)
+        codes.update(p.value for p in dep.provinces())
     else:
         for district in dep.districts():
             codes.add(district.value)

@@ -397,7 +397,7 @@ class DeskBase:
     @cached_property
     def _provinces(self) -> tuple[str, ...]:
         """The provinces that hold the desk's TPS, by code: the nation's count is theirs."""
-        return tuple(sorted({code[:2] for code in self._stations}))
+        return tuple(p.value for p in self.deployment.provinces())
 
     @staticmethod
     def _within(target: RegionCode | StationCode) -> str | None:
