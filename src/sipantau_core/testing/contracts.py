@@ -71,6 +71,7 @@ from sipantau_core.ports import (
 )
 from sipantau_core.testing.contracts_tree import DeskLogTreeContract, LogTreeContract
 from sipantau_core.testing.media_contract import MediaContract
+from sipantau_core.testing.reads_contract import ReadsContract
 
 __all__ = ["DeskContract", "StorageContract", "build_deployment", "small_deployment"]
 
@@ -139,7 +140,7 @@ def _write_in_child(storage: Storage, report: StoredReport) -> None:
         storage.close()
 
 
-class StorageContract(MediaContract, LogTreeContract):
+class StorageContract(MediaContract, LogTreeContract, ReadsContract):
     """The storage port's contract. Provide a ``storage`` fixture: a fresh, empty
     :class:`~sipantau_core.ports.Storage`. Set ``persistent = True`` and provide
     ``reopen(storage) -> Storage`` for backends that keep data across instances. The
@@ -340,33 +341,6 @@ class StorageContract(MediaContract, LogTreeContract):
                 "16.73": {"votes.1": 10, "valid": 3}
             }
             assert tx.aggregates_many("gubernur", []) == {}
-
-    def test_the_incident_filter_keeps_every_report_with_an_incident(
-        self, storage: Storage
-    ) -> None:
-        """``ReportFilter(incidents=True)`` may leave out reports without incidents, never
-        one with an incident (whatever its text holds)."""
-
-        def canonical(payload: dict[str, Any]) -> str:  # as the desk stores payloads
-            return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-        base = {"schema": "sipantau.situation/1", "stage": "pembukaan"}
-        with_one = attrs.evolve(
-            _stored(kind="situation"),
-            payload=canonical(
-                {**base, "incidents": [{"category": "x", "text": 'a "incidents":[] %_\\'}]}
-            ),
-        )
-        without = attrs.evolve(
-            _stored(kind="situation", received_at=T0 + timedelta(seconds=1)),
-            payload=canonical({**base, "incidents": [], "note": '"incidents":[{'}),
-        )
-        with storage.transaction() as tx:
-            tx.write(WriteBatch(reports=[with_one, without]))
-        with storage.transaction() as tx:
-            found = tx.reports(ReportFilter(kind="situation", incidents=True))
-        assert with_one in found
-        assert set(found) <= {with_one, without}
 
     # -- records -------------------------------------------------------------------------
 

@@ -1,0 +1,70 @@
+"""The reads that serve screens of many regions, part of
+:class:`~sipantau_core.testing.contracts.StorageContract`: ``ReportFilter(incidents=True)``
+keeps every report with an incident."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sipantau_core.ports import (
+    ReportFilter,
+    ReportStatus,
+    Storage,
+    StoredReport,
+    WriteBatch,
+)
+
+__all__ = ["ReadsContract"]
+
+_T0 = datetime(2024, 11, 27, 6, 0, tzinfo=UTC)
+
+
+def _canonical(payload: dict[str, Any]) -> str:
+    """As the desk stores payloads: keys sorted, no white space."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _situation(payload: dict[str, Any], received_at: datetime) -> StoredReport:
+    rid = uuid.uuid4()
+    return StoredReport(
+        report_id=rid,
+        chain_id=rid,
+        version=1,
+        kind="situation",
+        station="1673011001001",
+        contest=None,
+        monitor="LLG-0001",
+        stage="pembukaan",
+        observed_at=received_at - timedelta(minutes=5),
+        received_at=received_at,
+        digest=f"{rid.int:064x}"[-64:],
+        payload=_canonical(payload),
+        status=ReportStatus.ACCEPTED,
+        verdict="[]",
+        submitted_by="tester",
+    )
+
+
+class ReadsContract:
+    """Reads for screens; the ``storage`` fixture is the subclass's."""
+
+    def test_the_incident_filter_keeps_every_report_with_an_incident(
+        self, storage: Storage
+    ) -> None:
+        """``ReportFilter(incidents=True)`` may leave out reports without incidents, never
+        one with an incident (whatever its text holds)."""
+        base = {"schema": "sipantau.situation/1", "stage": "pembukaan"}
+        text = 'a "incidents":[] %_\\'
+        with_one = _situation({**base, "incidents": [{"category": "x", "text": text}]}, _T0)
+        without = _situation(
+            {**base, "incidents": [], "note": '"incidents":[{'}, _T0 + timedelta(seconds=1)
+        )
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[with_one, without]))
+        with storage.transaction() as tx:
+            found = tx.reports(ReportFilter(kind="situation", incidents=True))
+        assert with_one in found
+        assert set(found) <= {with_one, without}
