@@ -139,10 +139,7 @@ class Progress(DeskBase):
     def _versions(self, tx: StorageTx, contest_id: str, codes: Sequence[str]) -> dict[str, int]:
         """Each region's counter of changes for the contest (read before what it
         versions); the nation's is the sum of its provinces' (it has no row of its own)."""
-        provinces: list[str] | None = self._memo.get("provinces")
-        if provinces is None:
-            provinces = sorted({code.compact[:2] for code in self.deployment.stations})
-            self._memo.put("provinces", provinces)
+        provinces = [p.value for p in self.deployment.provinces()]
         wanted = [c for c in codes if c != NATION.value]
         if len(wanted) < len(codes):
             wanted += provinces

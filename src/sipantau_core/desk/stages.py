@@ -29,7 +29,7 @@ from uuid import UUID
 
 from sipantau_core.deployment import Deployment
 from sipantau_core.domain import Stage
-from sipantau_core.domain.regions import dotted
+from sipantau_core.domain.regions import RegionCode, dotted, time_zone_of_province
 from sipantau_core.ports import (
     AggregateKey,
     CountedTally,
@@ -87,8 +87,6 @@ class Deadlines:
         return found
 
     def _make(self, province: str) -> dict[str, datetime]:
-        from sipantau_core.domain.regions import RegionCode, time_zone_of_province
-
         zone = time_zone_of_province(RegionCode.parse(province))
         dep = self._deployment
         found = self._by_province[province] = {
@@ -190,7 +188,7 @@ def ensure_counted(
     """The batch that makes the stage counts of the storage agree with this deployment's
     schedule, or ``None`` when they do already. Call it in a transaction holding the audit
     log's head lock (so that one desk at a time counts)."""
-    provinces = {code.compact[:2] for code in deployment.stations}
+    provinces = [p.value for p in deployment.provinces()]
     want = f"schedule:{deadlines.fingerprint(provinces)}"
     book = _book(tx)
     if book.get(want) == 1 and len(book) == 1:
