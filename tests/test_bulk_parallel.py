@@ -60,8 +60,10 @@ def new_url() -> Iterator[Callable[[], str]]:
 
 @pytest.fixture(autouse=True)
 def small_shares(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a few dozen reports make several shares (500 each at least otherwise)
+    # a few dozen reports make several shares (500 each at least otherwise), each
+    # stored in several rounds (2,000 reports each at most otherwise)
     monkeypatch.setattr(desk_parallel, "_MIN_SHARE", 5)
+    monkeypatch.setattr(desk_parallel, "_ROUND", 9)
 
 
 def tally(
@@ -344,6 +346,57 @@ def test_a_failed_share_raises_after_the_others_and_a_rerun_completes(
         assert statuses.count("duplicate") == len(stored)
         counted = [x for x in again.receipts if (x.first_status or x.status) == "accepted"]
         assert desk.tally("16.73", principal=SYSTEM).stations_counted == len(counted) > 0
+        assert desk.audit.verify().ok
+    finally:
+        desk.close()
+
+
+@pytest.mark.postgres
+def test_a_share_that_fails_in_a_later_round_announces_its_earlier_rounds(
+    deployment: Deployment, new_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zlib
+
+    work = [(r, p) for r, p in load(deployment, stations=60) if isinstance(r, TallyReport)]
+    work = [(r, p) for r, p in work if r.amends is None]
+    work = list({r.report_id: (r, p) for r, p in work}.values())  # no resends
+    doomed = work[-1][0].station  # the last report: in its share's last round
+
+    def share_of(r: Report) -> int:
+        return zlib.crc32(r.station.compact.encode()) % 2
+
+    same_share = [r for r, _ in work if share_of(r) == share_of(work[-1][0])]
+    assert len(same_share) > 9  # more than one round
+    real = desk_module.Desk._run_batch
+
+    def failing(self: Desk, submissions: Any, principals: Any) -> Any:
+        if any(getattr(s, "station", None) == doomed for s in submissions):
+            raise StorageError("the database went away", code="storage.unavailable")
+        return real(self, submissions, principals)
+
+    announced: list[uuid.UUID] = []
+
+    class Listener:
+        @hookimpl
+        def sipantau_report_accepted(self, desk: Desk, event: ReportEvent) -> None:
+            announced.append(event.report.report_id)
+
+        @hookimpl
+        def sipantau_report_flagged(self, desk: Desk, event: ReportEvent) -> None:
+            announced.append(event.report.report_id)
+
+    url = new_url()
+    desk = Desk.open(deployment, storage=SQLStorage(url), plugins=[Listener()], clock=lambda: NOW)
+    try:
+        monkeypatch.setattr(desk_module.Desk, "_run_batch", failing)
+        with pytest.raises(StorageError):
+            desk.submit_many([r for r, _ in work], principal=[p for _, p in work], workers=2)
+        stored = {x.report_id for x, _ in desk.reports("16.73", principal=SYSTEM)}
+        # the doomed share's earlier rounds were committed, and announced once each
+        early = [r.report_id for r in same_share[:9]]
+        assert set(early) <= stored
+        assert set(announced) == stored and len(announced) == len(stored)
+        assert work[-1][0].report_id not in stored
         assert desk.audit.verify().ok
     finally:
         desk.close()

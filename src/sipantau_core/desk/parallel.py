@@ -38,6 +38,8 @@ RunBatch = Callable[[Sequence[Item], Sequence[Principal]], Outcome]
 
 #: The parallel bulk path gives each forked worker at least this many reports.
 _MIN_SHARE = 500
+#: A share is stored in rounds (transactions) of at most this many reports.
+_ROUND = 2000
 #: One parallel bulk call at a time in a process (they share ``_FORK_JOB``).
 _FORK_LOCK = threading.Lock()
 #: What forked workers inherit: how to store a batch, the storage, the reports read,
@@ -86,10 +88,14 @@ def fork_shares(
     principals: Sequence[Principal],
     shares: list[list[int]],
 ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]], BaseException | None]:
-    """Store share 0 here and the others in forked workers; the items in order, the
-    events sorted by position, and the first failure (raised by the caller once what the
-    other shares committed is announced). Parallel calls from several threads take
-    turns."""
+    """Store share 0 here and the others in forked workers, each share in rounds of at
+    most ``_ROUND`` reports (one transaction each, in order); the items in order, the
+    events sorted by position, and the first failure (raised by the caller once what was
+    committed is announced). Parallel calls from several threads take turns.
+
+    Rounds keep every worker busy to the end: a transaction's last step (numbering its
+    reports in the log's tree) holds the log's head, so the workers' last steps queue;
+    the smaller the last round, the shorter the queue."""
     global _FORK_JOB  # what the forked workers inherit, set just before they fork
     with _FORK_LOCK:
         _FORK_JOB = (run_batch, storage, submissions, principals, shares)
@@ -101,35 +107,30 @@ def fork_shares(
             # Share 0 is stored here, while forked workers store the others.
             with ProcessPoolExecutor(len(shares) - 1, mp_context=context) as pool:
                 futures = [pool.submit(_run_share, n) for n in range(1, len(shares))]
-                try:
-                    mine, announced = run_batch(
-                        [submissions[i] for i in shares[0]], [principals[i] for i in shares[0]]
-                    )
-                except BaseException as e:  # noqa: BLE001 - raised once all are done
-                    failure = e
-                else:
-                    for position, item in zip(shares[0], mine, strict=True):
-                        items[position] = item
-                    events.extend((shares[0][k], event) for k, event in announced)
+                mine, announced, failure = _run_rounds(
+                    run_batch, submissions, principals, shares[0]
+                )
+                for position, item in zip(shares[0], mine, strict=False):
+                    items[position] = item
+                events.extend((shares[0][k], event) for k, event in announced)
                 for share, future in zip(shares[1:], futures, strict=True):
                     try:
-                        done, sent = future.result()
+                        done, sent, failed = future.result()
                     except BaseException as e:  # noqa: BLE001 - raised once all are done
                         failure = failure or e
                         continue
-                    for position, got in zip(share, done, strict=True):
+                    failure = failure or failed
+                    for position, got in zip(share, done, strict=False):
                         items[position] = (
-                            got if isinstance(got, SipantauError) else _receive_receipt(got)
+                            got
+                            if isinstance(got, SipantauError)
+                            else _receive_receipt(got, _report_of(submissions[position]))
                         )
                     for k, kind, at in sent:
                         position = share[k]
                         receipt = items[position]
-                        submitted = submissions[position]
                         assert isinstance(receipt, Receipt)
-                        assert not isinstance(submitted, SipantauError)
-                        report = (
-                            submitted.report if isinstance(submitted, SignedReport) else submitted
-                        )
+                        report = _report_of(submissions[position])
                         event = ReportEvent(kind, report, receipt, principals[position], at)
                         events.append((position, event))
         finally:
@@ -138,29 +139,71 @@ def fork_shares(
     return [item for item in items if item is not None], events, failure
 
 
+def _report_of(item: Item) -> Report:
+    assert not isinstance(item, SipantauError)  # an error has no receipt or event
+    return item.report if isinstance(item, SignedReport) else item
+
+
+def _rounds(positions: list[int]) -> list[list[int]]:
+    """``positions`` in order, in rounds of at most ``_ROUND`` (of equal size)."""
+    n = max(1, -(-len(positions) // _ROUND))
+    size = -(-len(positions) // n)
+    return [positions[i : i + size] for i in range(0, len(positions), size)]
+
+
+def _run_rounds(
+    run_batch: RunBatch,
+    submissions: Sequence[Item],
+    principals: Sequence[Principal],
+    positions: list[int],
+) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]], BaseException | None]:
+    """Store the reports at ``positions`` round by round; what the rounds committed
+    (items and events, by place in ``positions``) and the failure that stopped them."""
+    items: list[Receipt | SipantauError] = []
+    events: list[tuple[int, ReportEvent]] = []
+    for part in _rounds(positions):
+        try:
+            done, announced = run_batch(
+                [submissions[i] for i in part], [principals[i] for i in part]
+            )
+        except BaseException as e:  # noqa: BLE001 - the caller raises it, after announcing
+            return items, events, e
+        base = len(items)
+        items.extend(done)
+        events.extend((base + k, event) for k, event in announced)
+    return items, events, None
+
+
 _SentReceipt = tuple[
-    bytes, str, int, bytes, str, datetime, str, str | None, int | None, str, int | None, str
-]
+    bytes | None, str, int, bytes | None, str | None, datetime, str, str | None, int | None,
+    str, int | None, str,
+]  # fmt: skip
 
 
-def _send_receipt(r: Receipt) -> _SentReceipt:
+def _send_receipt(r: Receipt, report: Report) -> _SentReceipt:
     """A receipt as plain values: what crosses from a worker to the parent (pickling
-    thousands of attrs objects with UUIDs costs more than the work)."""
+    thousands of attrs objects with UUIDs costs more than the work). What the report
+    that the parent holds already says (its id, its chain when it is the first version,
+    its TPS) is left out (``None``)."""
     violations = _violations_json(Verdict(r.violations)) if r.violations else "[]"
-    fields = (r.report_id.bytes, r.status, r.version, r.chain_id.bytes, r.station)
+    report_id = None if r.report_id == report.report_id else r.report_id.bytes
+    chain_id = None if r.chain_id == r.report_id else r.chain_id.bytes
+    station = None if r.station == report.station.compact else r.station
+    fields = (report_id, r.status, r.version, chain_id, station)
     leaf = (r.leaf_index, r.leaf_hash, r.tree_size, r.tree_root)
     return (*fields, r.received_at, violations, r.first_status, *leaf)
 
 
-def _receive_receipt(sent: _SentReceipt) -> Receipt:
-    report_id, status, version, chain_id, station, received_at, violations, first = sent[:8]
+def _receive_receipt(sent: _SentReceipt, report: Report) -> Receipt:
+    sent_id, status, version, sent_chain, station, received_at, violations, first = sent[:8]
     leaf_index, leaf_hash, tree_size, tree_root = sent[8:]
+    report_id = report.report_id if sent_id is None else UUID(bytes=sent_id)
     return Receipt(
-        report_id=UUID(bytes=report_id),
+        report_id=report_id,
         status=status,  # type: ignore[arg-type]
         version=version,
-        chain_id=UUID(bytes=chain_id),
-        station=station,
+        chain_id=report_id if sent_chain is None else UUID(bytes=sent_chain),
+        station=report.station.compact if station is None else station,
         received_at=received_at,
         violations=_violations_from(violations),
         first_status=first,
@@ -171,22 +214,26 @@ def _receive_receipt(sent: _SentReceipt) -> Receipt:
     )
 
 
-_Share = tuple[list[_SentReceipt | SipantauError], list[tuple[int, str, datetime]]]
+_Share = tuple[
+    list[_SentReceipt | SipantauError], list[tuple[int, str, datetime]], BaseException | None
+]
 
 
 def _run_share(n: int) -> _Share:
-    """In a forked worker: store share ``n`` of the job through connections of its own;
-    the receipts as plain values, the events as (position in the share, kind, time)."""
+    """In a forked worker: store share ``n`` of the job, round by round, through
+    connections of its own; the receipts as plain values, the events as (position in the
+    share, kind, time), and the failure that stopped it."""
     assert _FORK_JOB is not None, "a worker of the parallel bulk path runs in a fork"
     run_batch, storage, submissions, principals, shares = _FORK_JOB
     positions = shares[n]
     storage.after_fork()
     try:
         gc.disable()  # as in the parent's batch (the fork inherits the setting anyway)
-        items, events = run_batch(
-            [submissions[i] for i in positions], [principals[i] for i in positions]
-        )
+        items, events, failure = _run_rounds(run_batch, submissions, principals, positions)
     finally:
         storage.close()
-    sent = [_send_receipt(x) if isinstance(x, Receipt) else x for x in items]
-    return sent, [(k, event.kind, event.at) for k, event in events]
+    sent = [
+        _send_receipt(x, _report_of(submissions[positions[k]])) if isinstance(x, Receipt) else x
+        for k, x in enumerate(items)
+    ]
+    return sent, [(k, event.kind, event.at) for k, event in events], failure

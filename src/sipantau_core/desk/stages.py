@@ -28,7 +28,7 @@ from typing import Final
 from uuid import UUID
 
 from sipantau_core.deployment import Deployment
-from sipantau_core.domain import Stage
+from sipantau_core.domain import Report, Stage, TallyReport
 from sipantau_core.domain.regions import RegionCode, dotted, time_zone_of_province
 from sipantau_core.ports import (
     AggregateKey,
@@ -47,6 +47,7 @@ __all__ = [
     "Deadlines",
     "StageCount",
     "ensure_counted",
+    "lock_keys",
     "mark_key",
     "rebuild",
     "unmark",
@@ -64,6 +65,25 @@ _LATE: Final = {stage.value: f"{stage.value}.late" for stage in Stage}
 def mark_key(stage: str, station: str) -> StationKey:
     """The station-state key of a TPS's mark for ``stage``."""
     return (_MARK_KEY[stage], station)
+
+
+_COUNTING_MARK: Final = _MARK_KEY[Stage.COUNTING.value]
+
+
+def lock_keys(reports: Iterable[Report]) -> list[StationKey]:
+    """The station-state keys that storing ``reports`` reads and may write, in key order
+    (the order every writer locks them in): a tally's own state and its TPS's mark for
+    the counting stage, a situation report's mark for its stage."""
+    keys: set[StationKey] = set()
+    add = keys.add
+    for r in reports:
+        station = r.station.compact
+        if isinstance(r, TallyReport):
+            add((r.contest, station))
+            add((_COUNTING_MARK, station))
+        else:
+            add((_MARK_KEY[r.stage.value], station))
+    return sorted(keys)
 
 
 def counter(stage: str, *, late: bool) -> str:

@@ -19,13 +19,12 @@ from sipantau_core.desk._records import (
     _COUNTING,
     _NO_STATE,
     _ROLE_VALUE,
-    _STATUS_VALUE,
     _counters,
     _Recount,
     _violations_json,
 )
 from sipantau_core.desk.checking import Checking, Submission, _Prepared
-from sipantau_core.desk.stages import StageCount, mark, mark_key
+from sipantau_core.desk.stages import StageCount, lock_keys, mark, mark_key
 from sipantau_core.domain import (
     Report,
     SituationReport,
@@ -38,7 +37,6 @@ from sipantau_core.errors import (
 )
 from sipantau_core.events import ReportEvent
 from sipantau_core.ports import (
-    COUNTED_STATUSES,
     AuditRecord,
     CountedTally,
     DeviceKeyRecord,
@@ -62,6 +60,8 @@ from sipantau_core.signing import (
 #: A new report once planned: what its receipt and event are made of when it is
 #: numbered (stored report, violations, event kind, the report, who sent it).
 _New = tuple[StoredReport, tuple[Violation, ...], str, Report, Principal]
+_ACCEPTED = ReportStatus.ACCEPTED.value
+_FLAGGED = ReportStatus.FLAGGED.value
 
 
 @contextlib.contextmanager
@@ -288,27 +288,12 @@ class Submitting(Checking):
     ) -> tuple[list[Receipt | SipantauError | _New], WriteBatch]:
         """The batch that stores ``prepared``, and per report its receipt (a duplicate),
         its error, or what its receipt and event are made of once it is numbered."""
-        ok = [p for p in prepared if isinstance(p, _Prepared)]
-        keys = sorted(
-            {
-                (p.report.contest, p.report.station.compact)
-                for p in ok
-                if isinstance(p.report, TallyReport)
-            }
-            | {
-                mark_key(
-                    p.report.stage.value if isinstance(p.report, SituationReport) else _COUNTING,
-                    p.report.station.compact,
-                )
-                for p in ok
-            }
-        )
+        ok = [p.report for p in prepared if isinstance(p, _Prepared)]
+        keys = lock_keys(ok)
         # Lock the stations first: the reads below then see what concurrent writers of
         # the same stations committed, and a lost race resolves on the first retry.
         states = tx.station_states(keys, lock=True) if keys else {}
-        ids = {p.report.report_id for p in ok} | {
-            p.report.amends.report_id for p in ok if p.report.amends is not None
-        }
+        ids = {r.report_id for r in ok} | {r.amends.report_id for r in ok if r.amends is not None}
         known = tx.get_reports(ids) if ids else {}
         heads = tx.chain_heads({r.chain_id for r in known.values()}) if known else {}
         batch = WriteBatch()
@@ -386,31 +371,34 @@ class Submitting(Checking):
             chain_id, version = report.report_id, 1
         verdict = p.verdict
         violations = () if verdict is None else verdict.violations
-        if verdict is not None and violations and not verdict.ok:
-            status = ReportStatus.FLAGGED
+        if violations and not verdict.ok:  # type: ignore[union-attr]
+            status, outcome = ReportStatus.FLAGGED, _FLAGGED
         else:
-            status = ReportStatus.ACCEPTED
-        outcome = _STATUS_VALUE[status]
+            status, outcome = ReportStatus.ACCEPTED, _ACCEPTED
+        tally = isinstance(report, TallyReport)
+        stage = _COUNTING if tally else report.stage.value  # type: ignore[union-attr]
+        report_id = report.report_id
         stored = StoredReport(
-            report_id=report.report_id,
-            chain_id=chain_id,
-            version=version,
-            kind=kind,
-            station=station,
-            contest=report.contest,
-            monitor=report.monitor,
-            stage=report.stage.value if isinstance(report, SituationReport) else _COUNTING,
-            observed_at=report.observed_at,
-            received_at=now,
-            digest=p.digest,
-            payload=p.payload,
-            status=status,
-            verdict=_violations_json(verdict) if violations else "[]",
-            submitted_by=principal.id,
-            submitted_role=_ROLE_VALUE[principal.role],
-            submitted_status=outcome,
+            report_id,
+            chain_id,
+            version,
+            kind,
+            station,
+            report.contest,
+            report.monitor,
+            stage,
+            report.observed_at,
+            now,
+            p.digest,
+            p.payload,
+            status,
+            _violations_json(verdict) if violations else "[]",
+            principal.id,
+            _ROLE_VALUE[principal.role],
+            outcome,
         )
-        if isinstance(report, TallyReport):
+        if tally:
+            assert isinstance(report, TallyReport)
             key = (report.contest, station)
             state = states.get(key, _NO_STATE)
             if state.chain_id is not None and state.chain_id != chain_id:
@@ -423,23 +411,19 @@ class Submitting(Checking):
                     ),
                 )
             counted = (
-                CountedTally(report.report_id, version, _counters(report, p.station))
-                if status in COUNTED_STATUSES
+                CountedTally(report_id, version, _counters(report, p.station))
+                if status is ReportStatus.ACCEPTED
                 else None
             )
             recount.add(report.contest, report.station.village.value, state.counted, counted)
-            new_state = StationState(chain_id=chain_id, counted=counted)
-            states[key] = new_state
-            batch.stations[key] = new_state
+            states[key] = batch.stations[key] = StationState(chain_id, counted)
         batch.reports.append(stored)
         self._mark_stage(stored, states, batch, staged)
-        known[stored.report_id] = stored
-        heads[chain_id] = stored
-        kind_of_event = (
-            "corrected"
-            if version > 1
-            else ("flagged" if status is ReportStatus.FLAGGED else "accepted")
-        )
+        known[report_id] = heads[chain_id] = stored
+        if version > 1:
+            kind_of_event = "corrected"
+        else:
+            kind_of_event = "flagged" if status is ReportStatus.FLAGGED else "accepted"
         return (stored, violations, kind_of_event, report, principal)
 
     def _mark_stage(
@@ -453,9 +437,10 @@ class Submitting(Checking):
         :mod:`sipantau_core.desk.stages`)."""
         stage = stored.stage
         assert stage is not None
-        key = mark_key(stage, stored.station)
+        station = stored.station
+        key = mark_key(stage, station)
         if states.get(key, _NO_STATE).chain_id is not None:
             return
-        late = self._deadlines.late(stored.station, stage, stored.received_at)
+        late = stored.received_at > self._deadlines.of(station)[stage]
         states[key] = batch.stations[key] = mark(stored.report_id, late)
-        staged.add(stored.station, stage, late=late, delta=1)
+        staged.add(station, stage, late=late, delta=1)

@@ -10,13 +10,12 @@ and fault tests do) sends small batches down the bulk path."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from psycopg.types.json import Json
 
 from sipantau_adapters.storage.sql.base import _TxBase
 from sipantau_adapters.storage.sql.rows import (
@@ -25,8 +24,6 @@ from sipantau_adapters.storage.sql.rows import (
     _REPORT_COLUMNS,
     _REPORT_NAMES,
     _audit_values,
-    _columns,
-    _counters_json,
     _station_state,
 )
 from sipantau_adapters.storage.sql.statements import _PG, _STAGE_KEYS, _STAGE_STATIONS
@@ -42,10 +39,12 @@ _STATION_COLUMNS = [
     STATIONS.c[name]
     for name in ("contest", "station", "chain_id", "counted_report_id", "counted_version")
 ] + [STATIONS.c.counters]
+#: The counters go as text: a ``json`` column's binary form is its text, so the server
+#: reads (and checks) the JSON written by :func:`~.rows._counters_json` as it is.
 _COPY_STATIONS = (
     f"COPY station_states ({', '.join(c.name for c in _STATION_COLUMNS)}) "
     "FROM STDIN (FORMAT BINARY)",
-    [c.type for c in _STATION_COLUMNS],
+    [c.type for c in _STATION_COLUMNS[:-1]] + [sa.Text()],
 )
 _COPY_AUDIT = (
     f"COPY audit_log ({', '.join(_AUDIT_NAMES)}) FROM STDIN (FORMAT BINARY)",
@@ -65,32 +64,6 @@ def _check_aware(times: Iterable[datetime]) -> None:
                 f"a naive datetime ({t.isoformat()}) has no instant to store",
                 code="storage.failed",
             )
-
-
-def _as_json(text: str) -> Json:
-    """Counters already written as JSON text, for a binary ``COPY`` into a JSON column."""
-    return Json(text, dumps=_as_is)
-
-
-def _as_is(text: str) -> str:
-    return text
-
-
-def _station_rows(
-    rows: list[dict[str, Any]], counters_as: Callable[[str], Any] = _as_is
-) -> Iterator[tuple[Any, ...]]:
-    """Station rows for ``COPY``: ``counters`` as JSON text (a staging table's text
-    column), or as ``counters_as`` makes it (``_as_json`` for the table's JSON column)."""
-    for row in rows:
-        counters = row["counters"]
-        yield (
-            row["contest"],
-            row["station"],
-            row["chain_id"],
-            row["counted_report_id"],
-            row["counted_version"],
-            None if counters is None else counters_as(_counters_json(counters)),
-        )
 
 
 #: From this many keys an unlocked read of station states is a range scan (PostgreSQL).
@@ -135,23 +108,26 @@ class _Bulk(_TxBase):
             rows = self._conn.execute(_PG["select_states"], params).all()
         return {(row.contest, row.station): _station_state(row) for row in rows}
 
-    def _pg_stations(self, rows: list[dict[str, Any]]) -> None:
-        """PostgreSQL: the station states of a batch (rows in key order)."""
+    def _pg_stations(self, rows: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL: the station states of a batch (:func:`~.rows._station_row`, in
+        key order)."""
         conn = self._conn
         # A TPS that had no row when it was locked gets a plain insert (a row a
         # concurrent writer put there since is a primary-key violation: a lost
         # race); the others are upserted.
         absent = self._absent
-        new = [r for r in rows if (r["contest"], r["station"]) in absent]
-        known = [r for r in rows if (r["contest"], r["station"]) not in absent]
+        new = [r for r in rows if (r[0], r[1]) in absent]
+        known = [r for r in rows if (r[0], r[1]) not in absent] if new else rows
         if new:
-            self._copy(_COPY_STATIONS, _station_rows(new, _as_json))
-            absent.difference_update((r["contest"], r["station"]) for r in new)
+            self._copy(_COPY_STATIONS, new)
+            absent.difference_update((r[0], r[1]) for r in new)
         if len(known) >= _STAGE_FROM:
-            with self._staged(_STAGE_STATIONS, _station_rows(known)):
+            with self._staged(_STAGE_STATIONS, known):
                 conn.execute(_PG["stations_staged"])
         elif known:
-            conn.execute(_PG["stations"], _columns(known, json_column="counters"))
+            names = ("contest", "station", "chain_id", "counted_report_id", "counted_version",
+                     "counters")  # fmt: skip
+            conn.execute(_PG["stations"], {n: [r[i] for r in known] for i, n in enumerate(names)})
 
     def _insert_reports(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert report rows (:func:`~.rows._report_values`)."""

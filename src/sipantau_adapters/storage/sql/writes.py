@@ -21,6 +21,7 @@ from sipantau_adapters.storage.sql.rows import (
     _columns,
     _notification_values,
     _report_values,
+    _station_row,
     _station_values,
 )
 from sipantau_adapters.storage.sql.statements import (
@@ -127,11 +128,13 @@ class _Writes(_Bulk):
         if batch.statuses:
             self._set_statuses(batch.statuses)
         if batch.stations:
-            rows = [_station_values(k, batch.stations[k]) for k in sorted(batch.stations)]
+            stations = batch.stations
             if not self._pg:
-                conn.execute(_SQLITE["stations"], rows)
+                conn.execute(
+                    _SQLITE["stations"], [_station_values(k, stations[k]) for k in sorted(stations)]
+                )
             else:
-                self._pg_stations(rows)
+                self._pg_stations([_station_row(k, stations[k]) for k in sorted(stations)])
         deltas = sorted((k, v) for k, v in batch.aggregates.items() if v)
         if deltas:
             self._add_aggregates(deltas)
