@@ -260,50 +260,52 @@ class DeskBase:
         batch.leaves = [leaf.hex() for leaf in leaves]
         return Appended(appended, leaves)
 
+    def _in_transaction(self, work: Callable[[StorageTx], _T]) -> _T:
+        """``work`` in a transaction of its own, run again (up to :data:`MAX_RETRIES`
+        times) when it loses a race to a concurrent writer (``storage.race``): each
+        attempt reads afresh what the other committed."""
+        for attempt in range(MAX_RETRIES):
+            try:
+                with self.storage.transaction() as tx:
+                    return work(tx)
+            except ConflictError as e:
+                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _count_stages(self) -> None:
         """Make the storage's stage counts agree with this deployment's schedule (count
         them from the stored reports when they do not: see
         :mod:`sipantau_core.desk.stages`)."""
-        for attempt in range(MAX_RETRIES):
-            try:
-                with self.storage.transaction() as tx:
-                    tx.audit_head(lock=True)  # one desk at a time counts
-                    batch = ensure_counted(tx, self.deployment, self._deadlines)
-                    if batch is not None:
-                        tx.write(batch)
-                return
-            except ConflictError as e:
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
+
+        def work(tx: StorageTx) -> None:
+            tx.audit_head(lock=True)  # one desk at a time counts
+            batch = ensure_counted(tx, self.deployment, self._deadlines)
+            if batch is not None:
+                tx.write(batch)
+
+        self._in_transaction(work)
 
     def _read_audited(self, entry: AuditRecord, read: Callable[[StorageTx], _T]) -> _T:
         """``read`` and the audit entry recording it, in one transaction: the read is on
         record exactly when it happened, and it costs one round of connect, begin and
         commit instead of two."""
-        for attempt in range(MAX_RETRIES):
-            try:
-                with self.storage.transaction() as tx:
-                    found = read(tx)
-                    self._commit(tx, WriteBatch(audit=[entry]))
-                return found
-            except ConflictError as e:
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def work(tx: StorageTx) -> _T:
+            found = read(tx)
+            self._commit(tx, WriteBatch(audit=[entry]))
+            return found
+
+        return self._in_transaction(work)
 
     def _write_audit(self, *entries: AuditRecord) -> None:
         self._write(WriteBatch(audit=list(entries)))
 
     def _write(self, batch: WriteBatch) -> None:
         """Write a batch in a transaction of its own (retried when it loses a race)."""
-        for attempt in range(MAX_RETRIES):
-            try:
-                with self.storage.transaction() as tx:
-                    self._commit(tx, attrs.evolve(batch, audit=list(batch.audit)))
-                return
-            except ConflictError as e:
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
+        self._in_transaction(
+            lambda tx: self._commit(tx, attrs.evolve(batch, audit=list(batch.audit)))
+        )
 
     def is_released(self, region: RegionCode | str, contest: str) -> bool:
         code = self._region(region).value

@@ -10,7 +10,7 @@ from uuid import UUID
 import attrs
 
 from sipantau_core.access import Action, Principal
-from sipantau_core.desk._base import MAX_RETRIES, DeskBase
+from sipantau_core.desk._base import DeskBase
 from sipantau_core.desk._records import (
     _counters,
     _not_found,
@@ -62,14 +62,9 @@ class Correcting(DeskBase):
         self._guard(
             principal, Action.DECIDE, StationCode.parse(stored.station), what=f"report:{report_id}"
         )
-        for attempt in range(MAX_RETRIES):
-            try:
-                with self.storage.transaction() as tx:
-                    receipt = self._decide_in(tx, report_id, principal, reason, action, now)
-                break
-            except ConflictError as e:
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
+        receipt = self._in_transaction(
+            lambda tx: self._decide_in(tx, report_id, principal, reason, action, now)
+        )
         report = parse_report(stored.payload)
         kind = "overridden" if action == "override" else "rejected"
         self.plugins.report_event(

@@ -13,10 +13,9 @@ from functools import cached_property
 from typing import Literal, TypeVar
 
 from sipantau_core.access import Action, Principal, Role
-from sipantau_core.desk._base import MAX_RETRIES, DeskBase
+from sipantau_core.desk._base import DeskBase
 from sipantau_core.domain import RegionCode, StationCode
 from sipantau_core.errors import (
-    ConflictError,
     MediaError,
     PermissionDenied,
     UnknownEntityError,
@@ -257,17 +256,6 @@ class Media(DeskBase):
             return found
 
         return self._in_transaction(work)
-
-    def _in_transaction(self, work: Callable[[StorageTx], _T]) -> _T:
-        """``work`` in a transaction of its own, again when it loses a race."""
-        for attempt in range(MAX_RETRIES):
-            try:
-                with self.storage.transaction() as tx:
-                    return work(tx)
-            except ConflictError as e:
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _without_data(record: MediaRecord) -> MediaRecord:

@@ -14,7 +14,7 @@ import attrs
 
 from sipantau_core.access import Principal
 from sipantau_core.desk import parallel
-from sipantau_core.desk._base import MAX_RETRIES, Appended
+from sipantau_core.desk._base import Appended
 from sipantau_core.desk._records import (
     _COUNTING,
     _NO_STATE,
@@ -209,15 +209,9 @@ class Submitting(Checking):
         now: datetime,
         denied: list[AuditRecord],
     ) -> tuple[list[Receipt | SipantauError], list[tuple[int, ReportEvent]]]:
-        for attempt in range(MAX_RETRIES):
-            try:
-                with self.storage.transaction() as tx:
-                    return self._store_in(tx, prepared, now, denied)
-            except ConflictError as e:
-                # A concurrent writer stored the same report or version first: read again.
-                if e.code != "storage.race" or attempt == MAX_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Store ``prepared`` in one transaction; again, reading afresh, when a concurrent
+        writer stored the same report or version first."""
+        return self._in_transaction(lambda tx: self._store_in(tx, prepared, now, denied))
 
     def _store_in(
         self,
