@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from pg import fresh_schema
 from sipantau_core import Deployment, Desk, PermissionDenied, Principal, Role
+from sipantau_core.domain import TallyReport
 from sipantau_core.quickcount import allocate, draw_sample, stratify, verify_sample
+from sipantau_core.testing.contracts import small_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM = Principal(id="import", role=Role.SYSTEM)
@@ -37,6 +43,79 @@ def test_progress_count_matches_the_desk_tally(desk: Desk) -> None:
             == desk.tally(district, principal=COORDINATOR).stations_counted
         )
     assert progress.projection_note
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "memory":
+        yield "memory://"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'desk.db'}"
+    else:
+        with fresh_schema() as url:
+            yield url
+
+
+def test_an_overridden_tally_counts_alike_in_tally_and_progress(storage_url: str) -> None:
+    """A tally whose pairs' votes (110) do not add up to its valid votes (100), counted by
+    an officer's override: its votes as written, and the valid votes are their sum (rule 4
+    of the tally sheet), in the kept counts as in the progress count."""
+    observed = datetime(2024, 11, 27, 14, 0, tzinfo=UTC)
+
+    def sheet(n: int, votes: tuple[int, int], valid: int, invalid: int) -> TallyReport:
+        station = ("1673011001001", "1673011001002")[n - 1]
+        return TallyReport(
+            report_id=uuid.uuid4(),
+            monitor=f"LLG-000{n}",
+            station=station,
+            contest="walikota",
+            observed_at=observed,
+            votes={1: votes[0], 2: votes[1]},
+            valid=valid,
+            invalid=invalid,
+            total=valid + invalid,
+        )
+
+    desk = Desk.open(small_deployment(), storage=storage_url)
+    try:
+        assert desk.submit(sheet(1, (100, 200), 300, 5), principal=SYSTEM).status == "accepted"
+        bad = sheet(2, (60, 50), 100, 4)
+        flagged = desk.submit(bad, principal=SYSTEM)
+        assert flagged.status == "flagged"
+        assert "votes.sum_mismatch" in {v.code for v in flagged.violations}
+        desk.override(bad.report_id, principal=COORDINATOR, reason="dicek dengan foto C1")
+        progress = desk.progress("16.73", principal=COORDINATOR)
+        for region in ("16.73", "16.73.01", "16.73.01.1001"):
+            kept = desk.tally(region, principal=COORDINATOR)
+            counted = progress.region(region)
+            assert (
+                dict(kept.votes),
+                kept.valid,
+                kept.invalid,
+                kept.total,
+                kept.stations_counted,
+                kept.registered_covered,
+            ) == (
+                dict(counted.votes),
+                counted.valid,
+                counted.invalid,
+                counted.total,
+                counted.tps_counted,
+                counted.registered_counted,
+            ), region
+            assert (dict(kept.votes), kept.valid, kept.invalid, kept.total) == (
+                {1: 160, 2: 250},
+                410,
+                9,
+                409,
+            ), region
+            assert kept.share == pytest.approx(counted.share)
+            assert sum(kept.share.values()) == pytest.approx(1.0)
+        assert desk.tally("1673011001002", principal=COORDINATOR).valid == 110
+        [(_, report)] = desk.reports("1673011001002", principal=COORDINATOR)
+        assert isinstance(report, TallyReport) and report.valid == 100  # kept as written
+    finally:
+        desk.close()
 
 
 def test_viewers_need_a_release_for_the_progress_count(desk: Desk) -> None:

@@ -317,7 +317,7 @@ class DeskMachine(RuleBasedStateMachine):
                 continue
             for n, v in r.votes.items():
                 votes[n] = votes.get(n, 0) + v
-            out["valid"] += r.valid
+            out["valid"] += r.votes.total()  # the pairs' votes, also of an overridden tally
             out["invalid"] += r.invalid
             out["total"] += r.total
             out["stations_counted"] += 1

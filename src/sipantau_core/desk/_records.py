@@ -67,8 +67,11 @@ _VOTE_COUNTER = tuple(f"votes.{n}" for n in range(100))
 
 
 def _counters(report: TallyReport, station: PollingStation) -> dict[str, int]:
+    """What a counted tally adds to its regions. The valid votes are the sum of the pairs'
+    votes (rule 4 of the tally sheet), as the progress count has them: an overridden
+    tally whose sum does not match ``valid`` counts its votes as written."""
     out = {_VOTE_COUNTER[n]: v for n, v in report.votes.items()}
-    out["valid"] = report.valid
+    out["valid"] = report.votes.total()
     out["invalid"] = report.invalid
     out["total"] = report.total
     out["stations"] = 1
