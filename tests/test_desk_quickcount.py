@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,64 +57,86 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
             yield url
 
 
+OBSERVED = datetime(2024, 11, 27, 14, 0, tzinfo=UTC)
+
+
+def _sheet(n: int, votes: dict[int, int], valid: int, invalid: int) -> TallyReport:
+    return TallyReport(
+        report_id=uuid.uuid4(),
+        monitor=f"LLG-000{n}",
+        station=("1673011001001", "1673011001002")[n - 1],
+        contest="walikota",
+        observed_at=OBSERVED,
+        votes=votes,
+        valid=valid,
+        invalid=invalid,
+        total=valid + invalid,
+    )
+
+
+def _counted_alike(desk: Desk, bad: TallyReport, rule: str) -> tuple[Any, ...]:
+    """Submit a good tally and ``bad`` (which breaks ``rule``), override ``bad``; assert the
+    kept counts and the progress count agree at every level above it; the city's kept
+    counts (votes, valid, invalid, total)."""
+    good = _sheet(1, {1: 100, 2: 200}, 300, 5)
+    assert desk.submit(good, principal=SYSTEM).status == "accepted"
+    flagged = desk.submit(bad, principal=SYSTEM)
+    assert flagged.status == "flagged"
+    assert rule in {v.code for v in flagged.violations}
+    desk.override(bad.report_id, principal=COORDINATOR, reason="dicek dengan foto C1")
+    progress = desk.progress("16.73", principal=COORDINATOR)
+    for region in ("16.73", "16.73.01", "16.73.01.1001"):
+        kept = desk.tally(region, principal=COORDINATOR)
+        counted = progress.region(region)
+        assert (
+            dict(kept.votes),
+            kept.valid,
+            kept.invalid,
+            kept.total,
+            kept.stations_counted,
+            kept.registered_covered,
+        ) == (
+            dict(counted.votes),
+            counted.valid,
+            counted.invalid,
+            counted.total,
+            counted.tps_counted,
+            counted.registered_counted,
+        ), region
+        assert kept.share == pytest.approx(counted.share)
+        assert sum(kept.share.values()) == pytest.approx(1.0)
+    [(_, report)] = desk.reports(bad.station.compact, principal=COORDINATOR)
+    assert report == bad  # the report keeps its figures as written
+    city = desk.tally("16.73", principal=COORDINATOR)
+    return dict(city.votes), city.valid, city.invalid, city.total
+
+
 def test_an_overridden_tally_counts_alike_in_tally_and_progress(storage_url: str) -> None:
     """A tally whose pairs' votes (110) do not add up to its valid votes (100), counted by
     an officer's override: its votes as written, and the valid votes are their sum (rule 4
     of the tally sheet), in the kept counts as in the progress count."""
-    observed = datetime(2024, 11, 27, 14, 0, tzinfo=UTC)
-
-    def sheet(n: int, votes: tuple[int, int], valid: int, invalid: int) -> TallyReport:
-        station = ("1673011001001", "1673011001002")[n - 1]
-        return TallyReport(
-            report_id=uuid.uuid4(),
-            monitor=f"LLG-000{n}",
-            station=station,
-            contest="walikota",
-            observed_at=observed,
-            votes={1: votes[0], 2: votes[1]},
-            valid=valid,
-            invalid=invalid,
-            total=valid + invalid,
-        )
-
     desk = Desk.open(small_deployment(), storage=storage_url)
     try:
-        assert desk.submit(sheet(1, (100, 200), 300, 5), principal=SYSTEM).status == "accepted"
-        bad = sheet(2, (60, 50), 100, 4)
-        flagged = desk.submit(bad, principal=SYSTEM)
-        assert flagged.status == "flagged"
-        assert "votes.sum_mismatch" in {v.code for v in flagged.violations}
-        desk.override(bad.report_id, principal=COORDINATOR, reason="dicek dengan foto C1")
-        progress = desk.progress("16.73", principal=COORDINATOR)
-        for region in ("16.73", "16.73.01", "16.73.01.1001"):
-            kept = desk.tally(region, principal=COORDINATOR)
-            counted = progress.region(region)
-            assert (
-                dict(kept.votes),
-                kept.valid,
-                kept.invalid,
-                kept.total,
-                kept.stations_counted,
-                kept.registered_covered,
-            ) == (
-                dict(counted.votes),
-                counted.valid,
-                counted.invalid,
-                counted.total,
-                counted.tps_counted,
-                counted.registered_counted,
-            ), region
-            assert (dict(kept.votes), kept.valid, kept.invalid, kept.total) == (
-                {1: 160, 2: 250},
-                410,
-                9,
-                409,
-            ), region
-            assert kept.share == pytest.approx(counted.share)
-            assert sum(kept.share.values()) == pytest.approx(1.0)
+        bad = _sheet(2, {1: 60, 2: 50}, 100, 4)
+        assert _counted_alike(desk, bad, "votes.sum_mismatch") == ({1: 160, 2: 250}, 410, 9, 409)
         assert desk.tally("1673011001002", principal=COORDINATOR).valid == 110
-        [(_, report)] = desk.reports("1673011001002", principal=COORDINATOR)
-        assert isinstance(report, TallyReport) and report.valid == 100  # kept as written
+    finally:
+        desk.close()
+
+
+def test_an_overridden_tally_with_an_unknown_ballot_number_counts_alike(
+    storage_url: str,
+) -> None:
+    """Votes under a number the contest does not have (7 for a pair 3 of a two-pair
+    contest), counted by an override: those votes count for no one, in the kept counts as
+    in the progress count, and the valid votes are the contest's pairs' votes."""
+    desk = Desk.open(small_deployment(), storage=storage_url)
+    try:
+        bad = _sheet(2, {1: 60, 2: 50, 3: 7}, 117, 4)
+        got = _counted_alike(desk, bad, "votes.unknown_candidate")
+        assert got == ({1: 160, 2: 250}, 410, 9, 426)
+        tps = desk.tally("1673011001002", principal=COORDINATOR)
+        assert (dict(tps.votes), tps.valid) == ({1: 60, 2: 50}, 110)
     finally:
         desk.close()
 

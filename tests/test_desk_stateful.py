@@ -317,7 +317,9 @@ class DeskMachine(RuleBasedStateMachine):
                 continue
             for n, v in r.votes.items():
                 votes[n] = votes.get(n, 0) + v
-            out["valid"] += r.votes.total()  # the pairs' votes, also of an overridden tally
+            # the valid votes are the contest's options' votes, also of an overridden tally
+            # (votes under a number the contest does not have count for no one)
+            out["valid"] += sum(v for n, v in r.votes.items() if n in OPTIONS)
             out["invalid"] += r.invalid
             out["total"] += r.total
             out["stations_counted"] += 1

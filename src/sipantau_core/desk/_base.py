@@ -126,6 +126,8 @@ class DeskBase:
         self.clock = clock
         # by the 13 digits: a string compares faster than a parsed code (every report)
         self._stations = {code.compact: s for code, s in deployment.stations.items()}
+        #: each contest's ballot numbers: what a counted tally's votes count under
+        self._options = {c.id: frozenset(c.options) for c in deployment.contests.values()}
         self._monitors = deployment.monitors  # read-only; a copy would cost 823,236 entries
         self._expected_by_contest: dict[str, dict[str, tuple[int, int]]] = {}
         self._sealer = sealer

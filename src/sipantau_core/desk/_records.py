@@ -5,6 +5,7 @@ batch, verdicts as stored JSON, and who may see an audit entry.
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from uuid import UUID
 
 from sipantau_core.access import Principal, Role, Target
@@ -66,12 +67,20 @@ _ROLE_VALUE = {role: role.value for role in Role}
 _VOTE_COUNTER = tuple(f"votes.{n}" for n in range(100))
 
 
-def _counters(report: TallyReport, station: PollingStation) -> dict[str, int]:
-    """What a counted tally adds to its regions. The valid votes are the sum of the pairs'
-    votes (rule 4 of the tally sheet), as the progress count has them: an overridden
-    tally whose sum does not match ``valid`` counts its votes as written."""
-    out = {_VOTE_COUNTER[n]: v for n, v in report.votes.items()}
-    out["valid"] = report.votes.total()
+def _counters(
+    report: TallyReport, station: PollingStation, options: AbstractSet[int]
+) -> dict[str, int]:
+    """What a counted tally adds to its regions: the votes of the contest's ``options``
+    and, as valid votes, their sum (rule 4 of the tally sheet), as the progress count has
+    them. An overridden tally whose sum does not match ``valid``, or that names a number
+    the contest does not have (whose votes then count for no one), counts so too."""
+    votes = report.votes
+    if votes.keys() == options:
+        out = {_VOTE_COUNTER[n]: v for n, v in votes.items()}
+        out["valid"] = votes.total()
+    else:
+        out = {_VOTE_COUNTER[n]: v for n, v in votes.items() if n in options}
+        out["valid"] = sum(out.values())
     out["invalid"] = report.invalid
     out["total"] = report.total
     out["stations"] = 1

@@ -127,7 +127,11 @@ class Correcting(DeskBase):
                 counted = CountedTally(
                     stored.report_id,
                     stored.version,
-                    _counters(report, self.deployment.stations[station_code]),
+                    _counters(
+                        report,
+                        self.deployment.stations[station_code],
+                        self._options[stored.contest],
+                    ),
                 )
             recount = _Recount()
             recount.add(stored.contest, station_code.village.value, state.counted, counted)

@@ -405,7 +405,9 @@ class Submitting(Checking):
                     ),
                 )
             counted = (
-                CountedTally(report_id, version, _counters(report, p.station))
+                CountedTally(
+                    report_id, version, _counters(report, p.station, self._options[report.contest])
+                )
                 if status is ReportStatus.ACCEPTED
                 else None
             )
