@@ -303,13 +303,18 @@ def test_memory_storage_runs_in_one_process(
     assert result.count("accepted") > 0
 
 
+def first_tallies(dep: Deployment, stations: int) -> list[tuple[Report, Principal]]:
+    """The load's tallies of ``stations`` TPS: first versions only, each once."""
+    work = [(r, p) for r, p in load(dep, stations=stations) if isinstance(r, TallyReport)]
+    work = [(r, p) for r, p in work if r.amends is None]
+    return list({r.report_id: (r, p) for r, p in work}.values())  # no resends
+
+
 @pytest.mark.postgres
 def test_a_failed_share_raises_after_the_others_and_a_rerun_completes(
     deployment: Deployment, new_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = [(r, p) for r, p in load(deployment, stations=40) if isinstance(r, TallyReport)]
-    work = [(r, p) for r, p in work if r.amends is None]
-    work = list({r.report_id: (r, p) for r, p in work}.values())  # no resends
+    work = first_tallies(deployment, 40)
     doomed = work[0][0].station.compact
     real = desk_module.Desk._run_batch
 
@@ -357,9 +362,7 @@ def test_a_share_that_fails_in_a_later_round_announces_its_earlier_rounds(
 ) -> None:
     import zlib
 
-    work = [(r, p) for r, p in load(deployment, stations=60) if isinstance(r, TallyReport)]
-    work = [(r, p) for r, p in work if r.amends is None]
-    work = list({r.report_id: (r, p) for r, p in work}.values())  # no resends
+    work = first_tallies(deployment, 60)
     doomed = work[-1][0].station  # the last report: in its share's last round
 
     def share_of(r: Report) -> int:
