@@ -29,6 +29,7 @@ import attrs
 import psycopg
 import pytest
 
+import sipantau_core.desk.audit_log as audit_log_module
 from pg import fresh_schema, libpq_url
 from sipantau_adapters.storage.memory import MemoryStorage
 from sipantau_core import Desk, PermissionDenied, Principal, Role, SipantauError
@@ -455,6 +456,44 @@ def test_a_consistency_proof_shows_the_log_only_grew(store: Store) -> None:
             )
         rewritten = desk.audit.consistency_proof(old.tree_size, principal=SYSTEM)
         assert not check_consistency(rewritten, old, new, public).ok
+    finally:
+        desk.close()
+
+
+def test_proofs_read_the_log_a_part_at_a_time_and_name_a_missing_leaf(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proofs read the leaf hashes in parts (here of 3 leaves; 65,536 otherwise), so
+    that a national log is never held whole: the same proofs, which check; a leaf gone
+    from the log is an error that says so, not a wrong proof."""
+    desk = open_desk(store.storage())
+    try:
+        _with_a_batch(desk)
+        before = desk.audit.checkpoint()
+        desk.submit_many([situation(3), situation(1)], principal=SYSTEM)
+        kept = desk.audit.checkpoint()
+        public = desk.audit.public_key
+        assert before.tree_size is not None and kept.tree_size is not None
+        whole = [desk.audit.inclusion_proof(r.report_id, principal=SYSTEM) for r in _leaves(desk)]
+        grew = desk.audit.consistency_proof(before.tree_size, principal=SYSTEM)
+        monkeypatch.setattr(audit_log_module, "_PROOF_CHUNK", 3)
+        for r, expected in zip(_leaves(desk), whole, strict=True):
+            proof = desk.audit.inclusion_proof(r.report_id, principal=SYSTEM)
+            assert proof == expected
+            assert check_inclusion(proof, kept, public, leaf_hash_hex=r.leaf_hash).ok
+        assert desk.audit.consistency_proof(before.tree_size, principal=SYSTEM) == grew
+        assert check_consistency(grew, before, kept, public).ok
+        # a report of the log deleted behind the desk's back
+        gone = _leaves(desk)[2]
+        if store.memory is not None:
+            del store.memory._state.reports[gone.report_id]
+        else:
+            store.sql("DELETE FROM reports WHERE report_id = ?", (store.uid(gone.report_id),))
+        last = _leaves(desk)[-1]
+        with pytest.raises(SipantauError) as caught:
+            desk.audit.inclusion_proof(last.report_id, principal=SYSTEM)
+        assert caught.value.code == "audit.broken"
+        assert "0-2" in str(caught.value)  # the part that lacks it
     finally:
         desk.close()
 

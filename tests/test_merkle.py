@@ -15,10 +15,13 @@ from sipantau_core.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_path,
+    consistency_path_of,
     inclusion_path,
+    inclusion_path_of,
     leaf_hash,
     node_hash,
     root,
+    root_from_inclusion,
     verify_consistency,
     verify_inclusion,
 )
@@ -192,3 +195,35 @@ def test_every_proof_agrees_with_the_naive_recursion(
         changed = [*leaves[:old]]
         changed[0] = leaf_hash(b"forged" + changed[0])
         assert not verify_consistency(old, n, _mth(changed), head, proof)
+
+
+@settings(max_examples=60, deadline=None)
+@given(leaves=leaves_st, data=st.data())
+def test_proofs_from_ranges_read_each_leaf_at_most_once(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
+    """The proofs over a log too large to hold ask for the heads of ranges of its leaves:
+    the same paths, and no leaf read twice (an inclusion proof reads all but its own)."""
+    n = len(leaves)
+    asked: list[tuple[int, int]] = []
+
+    def range_root(lo: int, hi: int) -> bytes:
+        assert 0 <= lo < hi <= n
+        asked.append((lo, hi))
+        return root(leaves[lo:hi])
+
+    def read() -> list[int]:
+        return sorted(i for lo, hi in asked for i in range(lo, hi))
+
+    index = data.draw(st.integers(0, n - 1))
+    assert inclusion_path_of(index, n, range_root) == inclusion_path(index, leaves)
+    assert read() == [i for i in range(n) if i != index]
+    asked.clear()
+    old = data.draw(st.integers(0, n))
+    assert consistency_path_of(old, n, range_root) == consistency_path(old, leaves)
+    assert len(read()) == len(set(read()))
+    path = inclusion_path(index, leaves)
+    assert root_from_inclusion(index, n, leaves[index], path) == root(leaves)
+    if path:  # a node short: no head, or another
+        assert root_from_inclusion(index, n, leaves[index], path[:-1]) != root(leaves)
+    assert root_from_inclusion(n, n, leaves[index], path) is None  # not a leaf of it

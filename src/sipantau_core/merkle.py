@@ -20,17 +20,21 @@ not ``O(n)``. Nothing here knows about reports or the desk.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 __all__ = [
     "EMPTY_ROOT",
     "Frontier",
+    "RangeRoot",
     "consistency_path",
+    "consistency_path_of",
     "inclusion_path",
+    "inclusion_path_of",
     "leaf_hash",
     "node_hash",
     "root",
+    "root_from_inclusion",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -137,21 +141,37 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return Frontier.of(leaves).root()
 
 
+#: ``range_root(lo, hi)``: MTH(D[lo:hi]), the head of the tree over leaves ``lo`` to
+#: ``hi - 1`` of a larger tree (the proofs below ask for ranges that do not overlap, so a
+#: log too large to hold is read once, a part at a time)
+RangeRoot = Callable[[int, int], bytes]
+
+
+def _of(leaves: Sequence[bytes]) -> RangeRoot:
+    return lambda lo, hi: root(leaves[lo:hi])
+
+
 def inclusion_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PATH(m, D[n]) of RFC 6962 §2.1.1: the audit path of leaf ``index`` in the tree
     over ``leaves`` (leaf hashes), nearest sibling first."""
-    n = len(leaves)
-    if not 0 <= index < n:
-        raise ValueError(f"leaf {index} is not in a tree of {n} leaves")
+    return inclusion_path_of(index, len(leaves), _of(leaves))
+
+
+def inclusion_path_of(index: int, size: int, range_root: RangeRoot) -> list[bytes]:
+    """:func:`inclusion_path` of leaf ``index`` in a tree of ``size`` leaves, from the
+    heads of ranges of its leaves (:data:`RangeRoot`): every leaf but ``index`` is read
+    once."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf {index} is not in a tree of {size} leaves")
     path: list[bytes] = []
-    lo, hi = 0, n
+    lo, hi = 0, size
     while hi - lo > 1:
         k = _split(hi - lo)
         if index - lo < k:
-            path.append(root(leaves[lo + k : hi]))
+            path.append(range_root(lo + k, hi))
             hi = lo + k
         else:
-            path.append(root(leaves[lo : lo + k]))
+            path.append(range_root(lo, lo + k))
             lo += k
     path.reverse()
     return path
@@ -160,7 +180,13 @@ def inclusion_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
 def consistency_path(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PROOF(m, D[n]) of RFC 6962 §2.1.2: that the tree of the first ``old_size`` leaves
     is a prefix of the tree over ``leaves``. Empty when ``old_size`` is 0 or all."""
-    n = len(leaves)
+    return consistency_path_of(old_size, len(leaves), _of(leaves))
+
+
+def consistency_path_of(old_size: int, size: int, range_root: RangeRoot) -> list[bytes]:
+    """:func:`consistency_path` from ``old_size`` to a tree of ``size`` leaves, from the
+    heads of ranges of its leaves (:data:`RangeRoot`, each leaf read at most once)."""
+    n = size
     if not 0 <= old_size <= n:
         raise ValueError(f"a tree of {n} leaves has no prefix of {old_size}")
     if old_size in (0, n):
@@ -170,14 +196,14 @@ def consistency_path(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     while True:
         if m == hi - lo:
             if not whole:
-                path.append(root(leaves[lo:hi]))
+                path.append(range_root(lo, hi))
             break
         k = _split(hi - lo)
         if m <= k:
-            path.append(root(leaves[lo + k : hi]))
+            path.append(range_root(lo + k, hi))
             hi = lo + k
         else:
-            path.append(root(leaves[lo : lo + k]))
+            path.append(range_root(lo, lo + k))
             lo += k
             m -= k
             whole = False
@@ -185,18 +211,17 @@ def consistency_path(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
     return path
 
 
-def verify_inclusion(
-    index: int, size: int, leaf: bytes, path: Sequence[bytes], expected_root: bytes
-) -> bool:
-    """Whether ``path`` proves that ``leaf`` (a leaf hash) is leaf ``index`` of the tree of
-    ``size`` leaves whose head is ``expected_root`` (RFC 9162 §2.1.3.2)."""
+def root_from_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes]) -> bytes | None:
+    """The tree head that ``path`` leads to from ``leaf`` (a leaf hash) as leaf ``index``
+    of a tree of ``size`` leaves (RFC 9162 §2.1.3.2), or ``None`` when the path does not
+    fit such a tree."""
     if not 0 <= index < size:
-        return False
+        return None
     fn, sn = index, size - 1
     node = leaf
     for sibling in path:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             node = node_hash(sibling, node)
             if not fn & 1:
@@ -207,7 +232,16 @@ def verify_inclusion(
             node = node_hash(node, sibling)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and node == expected_root
+    return node if sn == 0 else None
+
+
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, path: Sequence[bytes], expected_root: bytes
+) -> bool:
+    """Whether ``path`` proves that ``leaf`` (a leaf hash) is leaf ``index`` of the tree of
+    ``size`` leaves whose head is ``expected_root`` (RFC 9162 §2.1.3.2)."""
+    found = root_from_inclusion(index, size, leaf, path)
+    return found is not None and found == expected_root
 
 
 def verify_consistency(

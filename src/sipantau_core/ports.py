@@ -366,6 +366,20 @@ class StorageTx(abc.ABC):
     def reports(self, query: ReportFilter) -> list[StoredReport]:
         """Reports matching ``query``, ordered by received time then id."""
 
+    def leaf_hashes(self, start: int, stop: int) -> list[str]:
+        """The leaf hashes (hex) of the audit log's report tree from leaf ``start`` up to
+        ``stop`` (excluded), in leaf order: what a Merkle proof is computed from, a part
+        at a time (a national log has millions). Leaves missing from the range (a
+        tampered log) are left out: the caller checks the count. A backend may override
+        it with a range read of its own (the default reads every report, no payloads)."""
+        found = self.reports(ReportFilter(heads_only=False, payload=False))
+        leaves = sorted(
+            (r.leaf_index, r.leaf_hash)
+            for r in found
+            if r.leaf_index is not None and start <= r.leaf_index < stop
+        )
+        return [leaf for _, leaf in leaves]
+
     @abc.abstractmethod
     def decisions(self, report_id: UUID | None = None) -> list[Decision]:
         """Decisions, on one report or all, in the order they were made."""

@@ -20,7 +20,13 @@ from sipantau_core.errors import (
     SipantauError,
     UnknownEntityError,
 )
-from sipantau_core.merkle import Frontier, consistency_path, inclusion_path, root
+from sipantau_core.merkle import (
+    Frontier,
+    RangeRoot,
+    consistency_path_of,
+    inclusion_path_of,
+    root_from_inclusion,
+)
 from sipantau_core.ports import (
     AuditRecord,
     ReportFilter,
@@ -221,28 +227,35 @@ class AuditLog:
         what = f"proof:report:{report_id}"
         self._desk._guard(principal, action, station, what=what)
         entry = self._desk._audit_entry(principal, "read_proof", what, "ok", where=station)
-        leaves = self._desk._read_audited(entry, _leaves)
         index = found.leaf_index
         if index is None:
             raise SipantauError(
                 f"report {report_id} has no leaf in the audit log", code="audit.no_leaf"
             )
-        size = len(leaves) if tree_size is None else tree_size
-        if not index < size <= len(leaves):
-            raise SipantauError(
-                f"report {report_id} is leaf {index}: not in a tree of {size} leaves (the "
-                f"log's tree has {len(leaves)})",
-                code="audit.bad_size",
-            )
-        hashes = [bytes.fromhex(r.leaf_hash) for r in leaves[:size]]
+        leaf = bytes.fromhex(found.leaf_hash)
+
+        def prove(tx: StorageTx) -> tuple[int, list[bytes]]:
+            whole = tx.log_tree().size
+            size = whole if tree_size is None else tree_size
+            if not index < size <= whole:
+                raise SipantauError(
+                    f"report {report_id} is leaf {index}: not in a tree of {size} leaves "
+                    f"(the log's tree has {whole})",
+                    code="audit.bad_size",
+                )
+            return size, inclusion_path_of(index, size, _range_root(tx))
+
+        size, path = self._desk._read_audited(entry, prove)
+        head = root_from_inclusion(index, size, leaf, path)
+        assert head is not None  # a path made for this size
         return InclusionProof(
             report_id=report_id,
             leaf_index=index,
             leaf_hash=found.leaf_hash,
             leaf=report_leaf_data(found, index).decode("utf-8"),
             tree_size=size,
-            root=root(hashes).hex(),
-            path=tuple(h.hex() for h in inclusion_path(index, hashes)),
+            root=head.hex(),
+            path=tuple(h.hex() for h in path),
         )
 
     def consistency_proof(
@@ -255,22 +268,53 @@ class AuditLog:
         what = f"proof:tree:{old_size}-{'' if new_size is None else new_size}"
         self._desk._guard(principal, Action.READ_AUDIT, scope, what=what, where=principal.scope)
         entry = self._desk._audit_entry(principal, "read_proof", what, "ok", where=scope)
-        leaves = self._desk._read_audited(entry, _leaves)
-        new = len(leaves) if new_size is None else new_size
-        if not 0 <= old_size <= new <= len(leaves):
-            raise SipantauError(
-                f"no tree of {old_size} leaves inside one of {new} (the log's tree has "
-                f"{len(leaves)})",
-                code="audit.bad_size",
+
+        def prove(tx: StorageTx) -> ConsistencyProof:
+            whole = tx.log_tree().size
+            new = whole if new_size is None else new_size
+            if not 0 <= old_size <= new <= whole:
+                raise SipantauError(
+                    f"no tree of {old_size} leaves inside one of {new} (the log's tree has "
+                    f"{whole})",
+                    code="audit.bad_size",
+                )
+            range_root = _range_root(tx)
+            return ConsistencyProof(
+                old_size=old_size,
+                new_size=new,
+                old_root=range_root(0, old_size).hex(),
+                new_root=range_root(0, new).hex(),
+                path=tuple(h.hex() for h in consistency_path_of(old_size, new, range_root)),
             )
-        hashes = [bytes.fromhex(r.leaf_hash) for r in leaves[:new]]
-        return ConsistencyProof(
-            old_size=old_size,
-            new_size=new,
-            old_root=root(hashes[:old_size]).hex(),
-            new_root=root(hashes).hex(),
-            path=tuple(h.hex() for h in consistency_path(old_size, hashes)),
-        )
+
+        return self._desk._read_audited(entry, prove)
+
+
+#: Leaf hashes read a part at a time for a proof (a national log has millions).
+_PROOF_CHUNK = 65_536
+
+
+def _range_root(tx: StorageTx) -> RangeRoot:
+    """MTH of a range of the log's leaves, read from ``tx`` a part at a time: a proof
+    holds a few hashes, never the whole log. A range with a leaf missing (a tampered log)
+    is an error that says so."""
+
+    def range_root(lo: int, hi: int) -> bytes:
+        frontier = Frontier()
+        for start in range(lo, hi, _PROOF_CHUNK):
+            stop = min(hi, start + _PROOF_CHUNK)
+            hashes = tx.leaf_hashes(start, stop)
+            if len(hashes) != stop - start:
+                raise SipantauError(
+                    f"the audit log's tree lacks {stop - start - len(hashes)} of its leaves "
+                    f"{start}-{stop - 1}: the log was altered (sipantau audit verify names "
+                    "where)",
+                    code="audit.broken",
+                )
+            frontier.extend(bytes.fromhex(h) for h in hashes)
+        return frontier.root()
+
+    return range_root
 
 
 def _uuid(text: str) -> UUID:

@@ -1,13 +1,17 @@
-"""The reads that serve screens of many regions, part of
+"""The reads that serve screens of many regions and the audit log's proofs, part of
 :class:`~sipantau_core.testing.contracts.StorageContract`: ``ReportFilter(incidents=True)``
-keeps every report with an incident."""
+keeps every report with an incident; ``leaf_hashes`` reads a range of the log's leaves in
+leaf order."""
 
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import attrs
 
 from sipantau_core.ports import (
     ReportFilter,
@@ -68,3 +72,24 @@ class ReadsContract:
             found = tx.reports(ReportFilter(kind="situation", incidents=True))
         assert with_one in found
         assert set(found) <= {with_one, without}
+
+    def test_leaf_hashes_are_a_range_of_the_leaves_in_leaf_order(self, storage: Storage) -> None:
+        """``leaf_hashes(start, stop)``: the leaf hashes of leaves ``start`` to ``stop - 1``,
+        in leaf order whatever the order they were stored in; a report without a leaf is
+        none of them."""
+        base = {"schema": "sipantau.situation/1", "stage": "pembukaan"}
+        leaves = [
+            attrs.evolve(
+                _situation(base, _T0 + timedelta(minutes=i)), leaf_index=i, leaf_hash=f"{i:064x}"
+            )
+            for i in range(9)
+        ]
+        random.Random(13).shuffle(leaves)
+        with storage.transaction() as tx:
+            tx.write(WriteBatch(reports=[*leaves, _situation(base, _T0)]))
+        hashes = [f"{i:064x}" for i in range(9)]
+        with storage.transaction() as tx:
+            assert tx.leaf_hashes(0, 9) == hashes
+            assert tx.leaf_hashes(2, 5) == hashes[2:5]
+            assert tx.leaf_hashes(7, 100) == hashes[7:]
+            assert tx.leaf_hashes(4, 4) == [] == tx.leaf_hashes(20, 30)

@@ -255,9 +255,16 @@ class _Reads(_Bulk):
         batch = None if last is None else batch_from_detail(str(last.detail))
         if batch is None:
             return LogTree()
-        hashes = self._conn.execute(_LEAF_HASHES, {"size": batch.size}).scalars()
+        hashes = self._conn.execute(_LEAF_HASHES, {"start": 0, "stop": batch.size}).scalars()
         frontier = Frontier.of(bytes.fromhex(h) for h in hashes)
         return LogTree(frontier.size, frontier.to_text())
+
+    def leaf_hashes(self, start: int, stop: int) -> list[str]:
+        if stop <= start:
+            return []
+        with self._errors():
+            rows = self._conn.execute(_LEAF_HASHES, {"start": start, "stop": stop}).scalars()
+            return [str(h) for h in rows]
 
     def log_tree(self) -> LogTree:
         found = self._tree

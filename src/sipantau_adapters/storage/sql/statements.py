@@ -270,9 +270,11 @@ _LAST_BATCH = (
     .order_by(AUDIT.c.seq.desc())
     .limit(1)
 )
+#: the leaf hashes of leaves ``start`` .. ``stop`` - 1 (a range of the unique index)
 _LEAF_HASHES = (
     sa.select(REPORTS.c.leaf_hash)
-    .where(REPORTS.c.leaf_index < sa.bindparam("size"))
+    .where(REPORTS.c.leaf_index >= sa.bindparam("start"))
+    .where(REPORTS.c.leaf_index < sa.bindparam("stop"))
     .order_by(REPORTS.c.leaf_index)
 )
 _PG["heal_head"] = pg.insert(AUDIT_HEAD).on_conflict_do_nothing(index_elements=["id"])
