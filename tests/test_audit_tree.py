@@ -498,6 +498,50 @@ def test_proofs_read_the_log_a_part_at_a_time_and_name_a_missing_leaf(
         desk.close()
 
 
+def test_the_history_of_a_tps_reads_only_its_reports(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``history(region=...)``, as a TPS's page asks it: the same records about that TPS
+    as the whole history has, and no other TPS's reports, read through a filter on the
+    region (not every report of the log); a scoped auditor's history reads its region's
+    reports only, and is what it was."""
+    desk = open_desk(store.storage())
+    try:
+        _with_a_batch(desk)
+        auditor = Principal(id="aud", role=Role.AUDITOR, scope="16.73.01")
+        whole = desk.history(principal=SYSTEM)
+        scoped_before = [e for e in whole if _seen_by(auditor, e)]
+        asked: list[str | None] = []
+        real = audit_log_module._leaves
+
+        def spy(tx: Any, region: str | None = None) -> Any:
+            asked.append(region)
+            return real(tx, region)
+
+        monkeypatch.setattr(audit_log_module, "_leaves", spy)
+        for n in (1, 2, 3):
+            code = TPS[n]
+            mine = desk.history(principal=SYSTEM, region=code)
+            assert [e for e in mine if e.region == code] == [e for e in whole if e.region == code]
+            # the batches' records of reports (``leaf:N``): this TPS's only
+            submits = [e for e in mine if e.detail.startswith("leaf:")]
+            assert submits and {e.region for e in submits} == {code}
+        assert asked == [TPS[1], TPS[2], TPS[3]]
+        scoped = desk.history(principal=auditor)
+        assert asked[-1] == "167301"
+        assert [(e.seq, e.action, e.object) for e in scoped] == [
+            (e.seq, e.action, e.object) for e in scoped_before
+        ]
+    finally:
+        desk.close()
+
+
+def _seen_by(principal: Principal, record: Any) -> bool:
+    from sipantau_core.desk._records import _visible
+
+    return _visible(principal, record)
+
+
 def test_a_scoped_auditor_proves_its_own_reports_and_sees_only_hashes() -> None:
     desk = open_desk()
     try:

@@ -183,7 +183,9 @@ def station_view(desk: Desk, code: str, *, principal: Principal) -> StationView:
         tallies, incidents = Panel(tuple(versions)), Panel(tuple(items))
     audit = _read(
         lambda: tuple(
-            e for e in desk.history(principal=principal) if e.region == station_code.compact
+            e
+            for e in desk.history(principal=principal, region=station_code)
+            if e.region == station_code.compact
         )
     )
     district = station_code.village.value.rsplit(".", 1)[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -96,9 +97,10 @@ def _desk_key_from_settings(settings: Mapping[str, Any]) -> DeviceKey | None:
         ) from None
 
 
-def _leaves(tx: StorageTx) -> list[StoredReport]:
-    """Every report with a leaf, in leaf order (no payloads)."""
-    found = tx.reports(ReportFilter(heads_only=False, payload=False))
+def _leaves(tx: StorageTx, region: str | None = None) -> list[StoredReport]:
+    """Every report with a leaf (of ``region``, a region code or a TPS's digits), in leaf
+    order (no payloads)."""
+    found = tx.reports(ReportFilter(region=region, heads_only=False, payload=False))
     numbered = [r for r in found if r.leaf_index is not None]
     numbered.sort(key=lambda r: r.leaf_index or 0)
     return numbered
@@ -139,23 +141,33 @@ class AuditLog:
         with self._desk.storage.transaction() as tx:
             return tx.audit()
 
-    def records(self, *, after: int = 0) -> list[AuditRecord]:
+    def records(self, *, after: int = 0, region: str | None = None) -> list[AuditRecord]:
         """The log as a reader sees it: the chained entries with ``seq > after``, each
         batch entry followed by its reports as ``submit`` records (the principal and role
-        that sent each, what it got, when, about which TPS; ``detail`` ``leaf:N``)."""
+        that sent each, what it got, when, about which TPS; ``detail`` ``leaf:N``).
+
+        With ``region`` (a region code or a TPS's 13 digits) the batches' ``submit``
+        records are only those of its reports: the reports of that region are read, not
+        every report of the log (a TPS's page on a national desk)."""
         with self._desk.storage.transaction() as tx:
             entries = tx.audit(after=after)
-            leaves = _leaves(tx) if any(batch_of(e) for e in entries) else []
+            if not any(batch_of(e) for e in entries):
+                leaves: list[StoredReport] = []
+            elif region is None:
+                leaves = _leaves(tx)
+            else:
+                leaves = _leaves(tx, region)
         by_index = {r.leaf_index: r for r in leaves}
+        numbered = sorted(i for i in by_index if i is not None)
         out: list[AuditRecord] = []
         for entry in entries:
             out.append(entry)
             batch = batch_of(entry)
             if batch is not None:
-                for i in range(batch.first, batch.size):
-                    report = by_index.get(i)
-                    if report is not None:
-                        out.append(submission_record(report, entry))
+                # the leaves of this batch that were read (all, or those of the region)
+                start = bisect.bisect_left(numbered, batch.first)
+                stop = bisect.bisect_left(numbered, batch.size)
+                out.extend(submission_record(by_index[i], entry) for i in numbered[start:stop])
         return out
 
     def verify(self, checkpoint: Checkpoint | None = None) -> ChainReport:

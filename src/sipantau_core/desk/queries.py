@@ -260,14 +260,27 @@ class Queries(DeskBase):
         return out
 
     def history(
-        self, *, principal: Principal, after: int = 0, limit: int | None = None
+        self,
+        *,
+        principal: Principal,
+        after: int = 0,
+        limit: int | None = None,
+        region: RegionCode | StationCode | str | None = None,
     ) -> list[AuditRecord]:
         """The record of who did what (for auditors): actions and objects, never figures.
         Each batch of reports is its ``submit_batch`` entry followed by one ``submit``
-        record per report (see :meth:`~sipantau_core.desk.audit_log.AuditLog.records`)."""
+        record per report (see :meth:`~sipantau_core.desk.audit_log.AuditLog.records`).
+
+        The ``submit`` records are those of the principal's scope, and with ``region``
+        (a region or a TPS) of that region only: only those reports are read, not every
+        report of the log (a TPS's page on a national desk). The other entries are all
+        there, as the principal may see them."""
         scope = principal.scope if isinstance(principal.scope, RegionCode) else None
         self._guard(principal, Action.READ_AUDIT, scope, what="audit", where=principal.scope)
-        found = self.audit.records(after=after)
+        narrow = scope if region is None else self._target(region)
+        found = self.audit.records(
+            after=after, region=(narrow.compact or None) if narrow is not None else None
+        )
         self._write_audit(self._audit_entry(principal, "read_audit", "audit", "ok", where=scope))
         visible = [e for e in found if _visible(principal, e)]
         return visible[:limit] if limit is not None else visible
