@@ -44,10 +44,10 @@ EXAMPLE = ROOT / "examples" / "plugin-musirawas"
 try:
     distribution("sipantau-musirawas")
 except PackageNotFoundError:
-    pytest.skip(
+    pytest.fail(
         "the example plugin examples/plugin-musirawas is not installed: run `make test`, "
         "which installs it (or: .venv/bin/pip install -e examples/plugin-musirawas)",
-        allow_module_level=True,
+        pytrace=False,
     )
 
 musirawas: Any = importlib.import_module("sipantau_musirawas.plugin")

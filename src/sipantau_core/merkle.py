@@ -29,6 +29,7 @@ __all__ = [
     "RangeRoot",
     "consistency_path",
     "consistency_path_of",
+    "heads_from_consistency",
     "inclusion_path",
     "inclusion_path_of",
     "leaf_hash",
@@ -260,8 +261,17 @@ def verify_consistency(
         return not path and old_root == new_root
     if old_size == 0:
         return not path and old_root == EMPTY_ROOT
-    if not path:
-        return False
+    return heads_from_consistency(old_size, new_size, old_root, path) == (old_root, new_root)
+
+
+def heads_from_consistency(
+    old_size: int, new_size: int, old_root: bytes, path: Sequence[bytes]
+) -> tuple[bytes, bytes] | None:
+    """The heads of the old and the new tree that ``path`` leads to from ``old_root``,
+    for ``0 < old_size < new_size`` (RFC 9162 §2.1.4.2), or ``None`` when the path does
+    not fit such trees."""
+    if not 0 < old_size < new_size or not path:
+        return None
     nodes = list(path)
     if old_size & (old_size - 1) == 0:  # a power of two: the old tree is a subtree
         nodes.insert(0, old_root)
@@ -272,7 +282,7 @@ def verify_consistency(
     fr = sr = nodes[0]
     for c in nodes[1:]:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -284,4 +294,4 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and fr == old_root and sr == new_root
+    return (fr, sr) if sn == 0 else None

@@ -74,13 +74,8 @@ def _counters(
     and, as valid votes, their sum (rule 4 of the tally sheet), as the progress count has
     them. An overridden tally whose sum does not match ``valid``, or that names a number
     the contest does not have (whose votes then count for no one), counts so too."""
-    votes = report.votes
-    if votes.keys() == options:
-        out = {_VOTE_COUNTER[n]: v for n, v in votes.items()}
-        out["valid"] = votes.total()
-    else:
-        out = {_VOTE_COUNTER[n]: v for n, v in votes.items() if n in options}
-        out["valid"] = sum(out.values())
+    out = {_VOTE_COUNTER[n]: v for n, v in report.votes.items() if n in options}
+    out["valid"] = sum(out.values())
     out["invalid"] = report.invalid
     out["total"] = report.total
     out["stations"] = 1

@@ -25,6 +25,7 @@ from sipantau_core.merkle import (
     Frontier,
     RangeRoot,
     consistency_path_of,
+    heads_from_consistency,
     inclusion_path_of,
     root_from_inclusion,
 )
@@ -151,14 +152,8 @@ class AuditLog:
         every report of the log (a TPS's page on a national desk)."""
         with self._desk.storage.transaction() as tx:
             entries = tx.audit(after=after)
-            if not any(batch_of(e) for e in entries):
-                leaves: list[StoredReport] = []
-            elif region is None:
-                leaves = _leaves(tx)
-            else:
-                leaves = _leaves(tx, region)
-        by_index = {r.leaf_index: r for r in leaves}
-        numbered = sorted(i for i in by_index if i is not None)
+            leaves = _leaves(tx, region) if any(batch_of(e) for e in entries) else []
+        numbered = [r.leaf_index or 0 for r in leaves]  # in leaf order
         out: list[AuditRecord] = []
         for entry in entries:
             out.append(entry)
@@ -167,7 +162,7 @@ class AuditLog:
                 # the leaves of this batch that were read (all, or those of the region)
                 start = bisect.bisect_left(numbered, batch.first)
                 stop = bisect.bisect_left(numbered, batch.size)
-                out.extend(submission_record(by_index[i], entry) for i in numbered[start:stop])
+                out.extend(submission_record(r, entry) for r in leaves[start:stop])
         return out
 
     def verify(self, checkpoint: Checkpoint | None = None) -> ChainReport:
@@ -291,12 +286,21 @@ class AuditLog:
                     code="audit.bad_size",
                 )
             range_root = _range_root(tx)
+            old_root = range_root(0, old_size)
+            path = consistency_path_of(old_size, new, range_root)
+            # the new head from the path (no third read of the leaves), unless there is
+            # no path: the same tree, or the empty one
+            heads = heads_from_consistency(old_size, new, old_root, path)
+            if heads is not None:
+                new_root = heads[1]
+            else:
+                new_root = old_root if old_size == new else range_root(0, new)
             return ConsistencyProof(
                 old_size=old_size,
                 new_size=new,
-                old_root=range_root(0, old_size).hex(),
-                new_root=range_root(0, new).hex(),
-                path=tuple(h.hex() for h in consistency_path_of(old_size, new, range_root)),
+                old_root=old_root.hex(),
+                new_root=new_root.hex(),
+                path=tuple(h.hex() for h in path),
             )
 
         return self._desk._read_audited(entry, prove)

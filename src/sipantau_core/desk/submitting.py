@@ -365,12 +365,11 @@ class Submitting(Checking):
             chain_id, version = report.report_id, 1
         verdict = p.verdict
         violations = () if verdict is None else verdict.violations
-        if violations and not verdict.ok:  # type: ignore[union-attr]
+        if verdict is not None and violations and not verdict.ok:
             status, outcome = ReportStatus.FLAGGED, _FLAGGED
         else:
             status, outcome = ReportStatus.ACCEPTED, _ACCEPTED
-        tally = isinstance(report, TallyReport)
-        stage = _COUNTING if tally else report.stage.value  # type: ignore[union-attr]
+        stage = report.stage.value if isinstance(report, SituationReport) else _COUNTING
         report_id = report.report_id
         stored = StoredReport(
             report_id,
@@ -391,8 +390,7 @@ class Submitting(Checking):
             _ROLE_VALUE[principal.role],
             outcome,
         )
-        if tally:
-            assert isinstance(report, TallyReport)
+        if isinstance(report, TallyReport):
             key = (report.contest, station)
             state = states.get(key, _NO_STATE)
             if state.chain_id is not None and state.chain_id != chain_id:

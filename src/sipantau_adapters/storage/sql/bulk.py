@@ -125,9 +125,8 @@ class _Bulk(_TxBase):
             with self._staged(_STAGE_STATIONS, known):
                 conn.execute(_PG["stations_staged"])
         elif known:
-            names = ("contest", "station", "chain_id", "counted_report_id", "counted_version",
-                     "counters")  # fmt: skip
-            conn.execute(_PG["stations"], {n: [r[i] for r in known] for i, n in enumerate(names)})
+            columns = {c.name: [r[i] for r in known] for i, c in enumerate(_STATION_COLUMNS)}
+            conn.execute(_PG["stations"], columns)
 
     def _insert_reports(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert report rows (:func:`~.rows._report_values`)."""

@@ -92,25 +92,6 @@ def _counters_json(counters: Mapping[str, int]) -> str:
     return "{" + ",".join([f"{_json_key(k)}:{v}" for k, v in counters.items()]) + "}"
 
 
-#: The JSON of one-counter mappings seen already (a stage's mark: ``{"late":0}``).
-_ONE_COUNTER: dict[tuple[str, int], str] = {}
-
-
-def _counters_text(counters: Mapping[str, int]) -> str:
-    """:func:`_counters_json`, remembered for a mapping of one counter (a stage's mark,
-    one per TPS and stage, is one of two)."""
-    if len(counters) != 1:
-        return _counters_json(counters)
-    ((name, value),) = counters.items()
-    key = (name, value)
-    text = _ONE_COUNTER.get(key) if type(value) is int else None
-    if text is None:
-        text = _counters_json(counters)
-        if type(value) is int and len(_ONE_COUNTER) < 1024:
-            _ONE_COUNTER[key] = text
-    return text
-
-
 def _report(row: Sequence[Any]) -> StoredReport:
     return StoredReport(
         report_id=row[0],
@@ -200,7 +181,7 @@ def _station_row(key: StationKey, state: StationState) -> tuple[Any, ...]:
         state.chain_id,
         counted.report_id,
         counted.version,
-        _counters_text(counted.counters),
+        _counters_json(counted.counters),
     )
 
 
