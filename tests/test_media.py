@@ -5,10 +5,12 @@ read them whoever may read the TPS's reports, each call on record. On memory and
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -177,6 +179,48 @@ def test_the_same_bytes_again_are_a_duplicate_stored_once(desk: Desk) -> None:
         assert list(tx.media([sha(photo)])) == [sha(photo)]
     outcomes = [e.outcome for e in media_entries(desk) if e.action == "upload_media"]
     assert outcomes == ["stored", "duplicate"]
+
+
+@pytest.mark.postgres
+def test_two_uploads_of_the_same_bytes_at_once_store_one_and_answer_duplicate_to_the_other(
+    pg_url: str,  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both uploads read the TPS's reports before either writes (a barrier there): the
+    second to take the log's lock sees the first's photo and answers ``duplicate``."""
+    from sipantau_adapters.storage.sql.reads import _Reads
+
+    photo = png(seed=9)
+    with Desk.open(small_deployment(), storage=pg_url, clock=lambda: NOW) as desk:
+        desk.submit(tally(1, photo=photo), principal=monitor(1))
+        barrier = threading.Barrier(2, timeout=10)
+        waited: set[int] = set()
+        reports = _Reads.reports
+
+        def meet(self: Any, query: Any) -> Any:
+            found = reports(self, query)
+            if threading.get_ident() not in waited:  # the first attempt of each upload
+                waited.add(threading.get_ident())
+                barrier.wait()
+            return found
+
+        monkeypatch.setattr(_Reads, "reports", meet)
+        answers: list[str] = []
+
+        def upload() -> None:
+            receipt = desk.upload_media(photo, sha256=sha(photo), principal=monitor(1))
+            answers.append(receipt.status)
+
+        workers = [threading.Thread(target=upload) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        monkeypatch.undo()
+        assert sorted(answers) == ["duplicate", "stored"]
+        outcomes = [e.outcome for e in media_entries(desk) if e.action == "upload_media"]
+        assert sorted(outcomes) == ["duplicate", "stored"]
+        assert desk.audit.verify().ok
 
 
 def test_every_version_of_the_chain_and_every_incident_may_carry_a_photo(desk: Desk) -> None:

@@ -19,11 +19,12 @@ the log and the checkpoint only, that the log still extends it.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 from uuid import UUID
 
 import attrs
@@ -38,7 +39,9 @@ __all__ = [
     "GENESIS",
     "ChainReport",
     "Checkpoint",
+    "LeafSource",
     "chain",
+    "check_log",
     "leaf_hash",
     "link_hash",
     "tree_at",
@@ -342,27 +345,134 @@ def _leaf_ok(report: StoredReport, index: int) -> bytes | None:
     return leaf
 
 
+class LeafSource(Protocol):
+    """What :func:`check_log` reads the log's reports from, a part at a time (a
+    :class:`~sipantau_core.ports.StorageTx` is one)."""
+
+    def leaf_reports(
+        self,
+        start: int,
+        stop: int | None = None,
+        *,
+        limit: int | None = None,
+        payload: bool = True,
+    ) -> list[StoredReport]: ...
+
+    def unnumbered_reports(self, *, limit: int | None = None) -> list[StoredReport]: ...
+
+
+class _Listed:
+    """The reports of a list as a :class:`LeafSource` (several at one leaf keep the
+    list's order)."""
+
+    def __init__(self, reports: Iterable[StoredReport]):
+        listed = list(reports)
+        self._numbered = sorted(
+            (r for r in listed if r.leaf_index is not None), key=lambda r: r.leaf_index or 0
+        )
+        self._indexes = [r.leaf_index or 0 for r in self._numbered]
+        self._unnumbered = sorted(
+            (r for r in listed if r.leaf_index is None),
+            key=lambda r: (r.received_at, r.report_id),
+        )
+
+    def leaf_reports(
+        self,
+        start: int,
+        stop: int | None = None,
+        *,
+        limit: int | None = None,
+        payload: bool = True,
+    ) -> list[StoredReport]:
+        lo = bisect.bisect_left(self._indexes, start)
+        hi = len(self._indexes) if stop is None else bisect.bisect_left(self._indexes, stop)
+        found = self._numbered[lo:hi]
+        return found if limit is None else found[:limit]
+
+    def unnumbered_reports(self, *, limit: int | None = None) -> list[StoredReport]:
+        return self._unnumbered if limit is None else self._unnumbered[:limit]
+
+
 def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) -> ChainReport:
     """Recompute the chain, then every report's leaf and every batch's root, in the log's
     order; name the first bad entry, or the first bad report (its leaf and id): changed
     (its leaf no longer hashes the same, or its payload no longer hashes to its digest),
     deleted (a leaf of a batch without its report), inserted (a report in no batch), or
     moved to another place in the tree. A batch whose reports were rewritten together
-    with their stored leaf hashes no longer hashes to its root: the batch is named."""
+    with their stored leaf hashes no longer hashes to its root: the batch is named.
+
+    ``reports`` are read with their payloads (``ReportFilter(payload=True)``); see
+    :func:`check_log` for a log too large to hold."""
+    return check_log(entries, _Listed(reports))
+
+
+#: Reports read at once by :func:`check_log` (with their payloads).
+VERIFY_CHUNK = 16_384
+
+
+class _Cursor:
+    """The log's leaves in order, read from a :class:`LeafSource` ``chunk`` leaves at a
+    time; reports that share a leaf (a tampered log without a unique index) after the
+    first are kept aside."""
+
+    def __init__(self, source: LeafSource, chunk: int):
+        self._source, self._chunk = source, chunk
+        self._rows: list[StoredReport] = []
+        self._at = 0  # position in rows
+        self._read_to = 0  # leaves read: [0, read_to)
+        self.twice: StoredReport | None = None  # the first (leaf, id) of a shared leaf
+
+    def take(self, index: int) -> StoredReport | None:
+        """The report at leaf ``index`` (leaves are taken in order), or ``None``."""
+        if index >= self._read_to:
+            self.rest(index)  # what is left of the part before shares its leaves
+            start = self._read_to
+            self._read_to = start + self._chunk
+            self._rows, self._at = self._source.leaf_reports(start, self._read_to), 0
+        rows, at = self._rows, self._at
+        while at < len(rows) and (rows[at].leaf_index or 0) < index:
+            at += 1  # a second report at a leaf already taken
+            self._second(rows[at - 1])
+        found = None
+        if at < len(rows) and rows[at].leaf_index == index:
+            found = rows[at]
+            at += 1
+        self._at = at
+        return found
+
+    def _second(self, r: StoredReport) -> None:
+        key = (r.leaf_index or 0, r.report_id)
+        if self.twice is None or key < (self.twice.leaf_index or 0, self.twice.report_id):
+            self.twice = r
+
+    def rest(self, size: int) -> None:
+        """Set aside the remaining reports read below leaf ``size``."""
+        for r in self._rows[self._at :]:
+            if (r.leaf_index or 0) < size:
+                self._second(r)
+        self._at = len(self._rows)
+
+
+def check_log(
+    entries: Sequence[AuditRecord],
+    source: LeafSource,
+    *,
+    chunk: int | None = None,
+    grown: Callable[[], int] | None = None,
+) -> ChainReport:
+    """:func:`verify_log` over the reports of ``source``, read ``chunk`` leaves at a time
+    (default :data:`VERIFY_CHUNK`) in leaf order: the memory it needs is that of a part,
+    not of the whole log.
+
+    For a log still being written, ``grown`` tells the size of its tree now, as the
+    entries appended since ``entries`` were read state it (checked to extend them): a
+    report past the tree of ``entries`` but within it is a later batch's, not one
+    inserted."""
     chain_report = verify_chain(entries)
     if not chain_report.ok:
         return chain_report
     n, head = len(entries), chain_report.head
-    by_index: dict[int, StoredReport] = {}
-    unnumbered: list[StoredReport] = []
-    twice: list[StoredReport] = []  # a second report at a leaf taken (no unique index)
-    for r in reports:
-        if r.leaf_index is None:
-            unnumbered.append(r)
-        elif r.leaf_index in by_index:
-            twice.append(r)
-        else:
-            by_index[r.leaf_index] = r
+    cursor = _Cursor(source, chunk or VERIFY_CHUNK)
     frontier = Frontier()
     for entry in entries:
         batch = batch_of(entry)
@@ -382,7 +492,7 @@ def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) 
                 f"{frontier.size} leaves",
             )
         for i in range(batch.first, batch.size):
-            found = by_index.get(i)
+            found = cursor.take(i)
             if found is None:
                 return ChainReport(
                     False,
@@ -415,21 +525,23 @@ def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) 
                 "longer hash to its root: they were rewritten",
             )
     tree = (frontier.size, frontier.root().hex())
-    extra = sorted(i for i in by_index if i >= frontier.size)
-    if extra:
-        r = by_index[extra[0]]
+    cursor.rest(frontier.size)
+    beyond = _beyond(source, frontier.size, grown)
+    if beyond is not None:
+        r = beyond
         return ChainReport(
             False,
             n,
             head,
             None,
-            f"report {r.report_id} (leaf {extra[0]}) is in no batch of the log: it was inserted",
-            leaf=extra[0],
+            f"report {r.report_id} (leaf {r.leaf_index}) is in no batch of the log: it was "
+            "inserted",
+            leaf=r.leaf_index,
             report_id=r.report_id,
             tree=tree,
         )
-    if twice:
-        r = min(twice, key=lambda x: (x.leaf_index or 0, x.report_id))
+    if cursor.twice is not None:
+        r = cursor.twice
         return ChainReport(
             False,
             n,
@@ -441,8 +553,9 @@ def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) 
             report_id=r.report_id,
             tree=tree,
         )
+    unnumbered = source.unnumbered_reports(limit=1)  # the oldest
     if unnumbered:
-        r = min(unnumbered, key=lambda x: (x.received_at, x.report_id))
+        r = unnumbered[0]
         return ChainReport(
             False,
             n,
@@ -453,3 +566,36 @@ def verify_log(entries: Sequence[AuditRecord], reports: Iterable[StoredReport]) 
             tree=tree,
         )
     return ChainReport(True, n, head, tree=tree)
+
+
+def _beyond(source: LeafSource, size: int, grown: Callable[[], int] | None) -> StoredReport | None:
+    """The first report past the tree's ``size`` leaves that no batch holds (of those
+    appended since, with ``grown``), or ``None``."""
+    start = size
+    for _ in range(_GROWN_TRIES):
+        found = source.leaf_reports(start, None, limit=1, payload=False)
+        if not found:
+            return None
+        first = found[0]
+        now = grown() if grown is not None else size
+        if (first.leaf_index or 0) >= now:
+            return first
+        start = now  # a batch committed since holds it: look past that batch
+    return None  # a log that grew under every look: what was read is checked
+
+
+#: How many times :func:`check_log` looks past a log that keeps growing while it reads.
+_GROWN_TRIES: Final = 1000
+
+
+def extends(head: tuple[int, str], later: Sequence[AuditRecord]) -> bool:
+    """Whether ``later`` continue the chain after ``head`` (sequence, link)."""
+    seq, link = head
+    for entry in later:
+        if entry.seq != seq + 1:
+            return False
+        expected = link_hash(link, attrs.evolve(entry, link=""))
+        if entry.link != expected:
+            return False
+        seq, link = entry.seq, expected
+    return True

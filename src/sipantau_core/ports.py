@@ -380,6 +380,38 @@ class StorageTx(abc.ABC):
         )
         return [leaf for _, leaf in leaves]
 
+    def leaf_reports(
+        self,
+        start: int,
+        stop: int | None = None,
+        *,
+        limit: int | None = None,
+        payload: bool = True,
+    ) -> list[StoredReport]:
+        """The reports whose leaf index is ``start`` or more and less than ``stop``
+        (``None``: no end), in leaf order (several at one leaf, in a tampered log: in the
+        order of :meth:`reports`), at most ``limit`` of them; with their payloads unless
+        ``payload=False``. What ``desk.audit.verify()`` reads, a part at a time. A backend
+        may override it with a range read of its own (the default reads every report)."""
+        found = self.reports(ReportFilter(heads_only=False, payload=payload))
+        picked = [
+            r
+            for r in found
+            if r.leaf_index is not None
+            and r.leaf_index >= start
+            and (stop is None or r.leaf_index < stop)
+        ]
+        picked.sort(key=lambda r: r.leaf_index or 0)  # stable: ties in reports() order
+        return picked if limit is None else picked[:limit]
+
+    def unnumbered_reports(self, *, limit: int | None = None) -> list[StoredReport]:
+        """The reports that have no leaf in the log's tree (none, unless the log was
+        tampered with), in the order of :meth:`reports`, at most ``limit`` (no payloads).
+        A backend may override it (the default reads every report)."""
+        found = self.reports(ReportFilter(heads_only=False, payload=False))
+        picked = [r for r in found if r.leaf_index is None]
+        return picked if limit is None else picked[:limit]
+
     @abc.abstractmethod
     def decisions(self, report_id: UUID | None = None) -> list[Decision]:
         """Decisions, on one report or all, in the order they were made."""

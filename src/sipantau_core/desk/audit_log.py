@@ -14,7 +14,15 @@ from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sipantau_core.access import Action, Principal, Role, Target
-from sipantau_core.audit import ChainReport, Checkpoint, verify_extends, verify_log
+from sipantau_core.audit import (
+    GENESIS,
+    ChainReport,
+    Checkpoint,
+    check_log,
+    extends,
+    tree_at,
+    verify_extends,
+)
 from sipantau_core.audit_leaves import batch_of, report_leaf_data
 from sipantau_core.domain import RegionCode, StationCode
 from sipantau_core.errors import (
@@ -152,7 +160,14 @@ class AuditLog:
         every report of the log (a TPS's page on a national desk)."""
         with self._desk.storage.transaction() as tx:
             entries = tx.audit(after=after)
-            leaves = _leaves(tx, region) if any(batch_of(e) for e in entries) else []
+            batches = [b for b in map(batch_of, entries) if b is not None]
+            if not batches:
+                leaves = []
+            elif region is None:  # the leaves of these batches only (after: the newest)
+                lo, hi = min(b.first for b in batches), max(b.size for b in batches)
+                leaves = tx.leaf_reports(lo, hi, payload=False)
+            else:
+                leaves = _leaves(tx, region)
         numbered = [r.leaf_index or 0 for r in leaves]  # in leaf order
         out: list[AuditRecord] = []
         for entry in entries:
@@ -168,14 +183,27 @@ class AuditLog:
     def verify(self, checkpoint: Checkpoint | None = None) -> ChainReport:
         """Recompute the hash chain, every report's leaf and every batch's tree root; with
         ``checkpoint``, also check that the log still extends it. The report names the
-        first bad entry, or the first bad report (``leaf``, ``report_id``)."""
+        first bad entry, or the first bad report (``leaf``, ``report_id``).
+
+        The reports are read a part at a time in leaf order (:data:`~sipantau_core.audit.
+        VERIFY_CHUNK` with their payloads): a national log is verified in the memory of a
+        part. Batches that writers append meanwhile are left for the next verification."""
         with self._desk.storage.transaction() as tx:
-            entries = tx.audit()
             head = tx.audit_head()
-            reports = tx.reports(ReportFilter(heads_only=False))
-        report = verify_log(entries, reports)
+            entries = tx.audit()
+
+            def grown() -> int:
+                # the tree as the entries appended since state it, if they extend the log
+                last = entries[-1] if entries else None
+                later = tx.audit(after=last.seq if last is not None else 0)
+                start = (last.seq, last.link) if last is not None else (0, GENESIS)
+                if not later or not extends(start, later):
+                    return -1
+                return tree_at(later, len(later))[0] if any(map(batch_of, later)) else -1
+
+            report = check_log(entries, tx, grown=grown)
         if checkpoint is None:
-            if report.ok and report.head != head:
+            if report.ok and not _holds(entries, head):
                 # The newest entries were deleted (or the head row altered).
                 return ChainReport(
                     False,
@@ -331,6 +359,14 @@ def _range_root(tx: StorageTx) -> RangeRoot:
         return frontier.root()
 
     return range_root
+
+
+def _holds(entries: list[AuditRecord], head: tuple[int, str]) -> bool:
+    """Whether the log's recorded ``head`` (read before ``entries``) is one of them."""
+    seq, link = head
+    if seq == 0:
+        return link == GENESIS
+    return seq <= len(entries) and entries[seq - 1].link == link
 
 
 def _uuid(text: str) -> UUID:

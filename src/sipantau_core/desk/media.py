@@ -114,6 +114,9 @@ class Media(DeskBase):
                     ),
                 )
             now = self.clock()
+            # Read under the log's head lock, which every writer takes: an upload of the
+            # same bytes committed meanwhile is then seen, and this one is a duplicate.
+            tx.audit_head(lock=True)
             stored = tx.media([sha256], data=False).get(sha256)
             outcome: Literal["stored", "duplicate"] = "stored" if stored is None else "duplicate"
             entry = self._audit_entry(principal, "upload_media", what, outcome, now, where=target)

@@ -266,6 +266,40 @@ class _Reads(_Bulk):
             rows = self._conn.execute(_LEAF_HASHES, {"start": start, "stop": stop}).scalars()
             return [str(h) for h in rows]
 
+    def leaf_reports(
+        self,
+        start: int,
+        stop: int | None = None,
+        *,
+        limit: int | None = None,
+        payload: bool = True,
+    ) -> list[StoredReport]:
+        # a range of the leaf index (unique here: no two reports share a leaf)
+        r = REPORTS
+        columns = _REPORT_COLUMNS if payload else _REPORT_COLUMNS_NO_PAYLOAD
+        stmt = sa.select(*columns).where(r.c.leaf_index >= start)
+        if stop is not None:
+            if stop <= start:
+                return []
+            stmt = stmt.where(r.c.leaf_index < stop)
+        stmt = stmt.order_by(r.c.leaf_index)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._errors():
+            return [_report(row) for row in self._conn.execute(stmt).all()]
+
+    def unnumbered_reports(self, *, limit: int | None = None) -> list[StoredReport]:
+        r = REPORTS
+        stmt = (
+            sa.select(*_REPORT_COLUMNS_NO_PAYLOAD)
+            .where(r.c.leaf_index.is_(None))
+            .order_by(r.c.received_at, r.c.report_id)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._errors():
+            return [_report(row) for row in self._conn.execute(stmt).all()]
+
     def log_tree(self) -> LogTree:
         found = self._tree
         if found is not None:
