@@ -25,6 +25,7 @@ from sipantau_core.errors import (
 from sipantau_core.ports import (
     DeviceKeyRecord,
     MonitorRecord,
+    StorageTx,
     TokenRecord,
     WriteBatch,
 )
@@ -54,22 +55,33 @@ class Staff(DeskBase):
             chunk = monitors[start : start + MONITOR_CHUNK]
             with self.storage.transaction() as tx:
                 known = tx.monitors(m.id for m in chunk)
-            missing = [m for m in chunk if m.id not in known]
-            if not missing:
+            if all(m.id in known for m in chunk):
                 continue
-            now = self.clock()
-            records = [
-                self._monitor_record(m.id, m.station, m.personal, "system", now) for m in missing
-            ]
-            entry = self._audit_entry(
-                system,
-                "enrol_monitors",
-                f"monitors:{len(records)}",
-                "ok",
-                now,
-                where=self.deployment.region,
-            )
-            self._write(WriteBatch(monitors=records, audit=[entry]))
+
+            def enrol(tx: StorageTx, chunk: list[Monitor] = chunk) -> None:
+                # Read again under the log's lock, which every writer takes: desks opening
+                # at once (the workers of `sipantau serve`) enrol each monitor once.
+                tx.audit_head(lock=True)
+                known = tx.monitors(m.id for m in chunk)
+                missing = [m for m in chunk if m.id not in known]
+                if not missing:
+                    return
+                now = self.clock()
+                records = [
+                    self._monitor_record(m.id, m.station, m.personal, "system", now)
+                    for m in missing
+                ]
+                entry = self._audit_entry(
+                    system,
+                    "enrol_monitors",
+                    f"monitors:{len(records)}",
+                    "ok",
+                    now,
+                    where=self.deployment.region,
+                )
+                self._commit(tx, WriteBatch(monitors=records, audit=[entry]))
+
+            self._in_transaction(enrol)
 
     def _monitor_record(
         self,
