@@ -33,8 +33,11 @@ next to two baselines measured in the same run on the same rows:
   recording less per report gained. The bulk path's ratio to it says what share of its
   time goes to the database, and what to the desk's own work.
 
-Then ``desk.tally("31")`` (median of ``--tally-calls``) on the loaded desk. Prints rates
-and ratios; asserts nothing. ``--profile`` prints a cProfile of one bulk chunk.
+Then ``desk.tally("31")`` (median of ``--tally-calls``) on the loaded desk. Last, the
+floor, the bulk path and the workers once more with their CPU a report (this process, the
+forked workers, the PostgreSQL server's processes; :mod:`cpu_budget`), and the most
+bulk / floor that this machine's cores allow each way. Prints rates and ratios; asserts
+nothing. ``--profile`` prints a cProfile of one bulk chunk.
 ``--repeat N`` then measures the floor, the bulk path and the workers N times more,
 interleaved, and prints the best, median and worst (on a machine shared with other
 work, compare these).
@@ -55,7 +58,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,9 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cpu_budget
 
 from sipantau_adapters.storage.sql import SQLStorage
 from sipantau_adapters.storage.sql import bulk as sql_bulk
@@ -336,22 +342,25 @@ def per_report_entries(recorded: Recorded) -> Recorded:
     return [(sql_bulk._COPY_AUDIT, entries)]
 
 
-def desk_rows_baseline(url: str, recorded: Recorded) -> float:
+def desk_rows_baseline(
+    url: str,
+    recorded: Recorded,
+    meter: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> float:
     """``COPY`` (binary) of the recorded rows into a fresh schema of the desk's tables, in
-    one transaction, through the adapter's own connection and ``COPY`` code."""
+    one transaction, through the adapter's own connection and ``COPY`` code; seconds from
+    the first ``COPY`` to the commit, the time ``meter()`` sees too."""
     with pg_schema(url) as schema_url:
         storage = SQLStorage(schema_url)  # migrated: the desk's tables, keys and indexes
         try:
-            with storage.transaction() as tx:
-                assert isinstance(tx, sql_storage._SQLTx)
-
-                def run() -> None:
+            with ExitStack() as window:
+                with storage.transaction() as tx:
+                    assert isinstance(tx, sql_storage._SQLTx)
+                    window.enter_context(meter())
+                    t0 = time.perf_counter()
                     for copy_in, rows in recorded:
                         tx._copy(copy_in, rows)
-
-                seconds = timed(run)
-                t0 = time.perf_counter()
-            return seconds + (time.perf_counter() - t0)  # and the commit
+                return time.perf_counter() - t0  # and the commit
         finally:
             storage.close()
 
@@ -529,6 +538,38 @@ def repeated(
         )
 
 
+def cpu_section(
+    args: argparse.Namespace, dep: Deployment, reports: list[TallyReport], recorded: Recorded
+) -> None:
+    """The floor, the bulk path and the workers once more, with their CPU (this process,
+    the workers, PostgreSQL): what the machine's cores allow (:mod:`cpu_budget`)."""
+    rows: list[tuple[str, cpu_budget.Cpu]] = []
+    meters: list[cpu_budget.Cpu] = []
+
+    @contextmanager
+    def meter() -> Iterator[None]:
+        with cpu_budget.measured() as used:
+            yield
+        meters.append(used)
+
+    desk_rows_baseline(args.pg, recorded, meter)
+    floor = meters[0]
+    rows.append(("the floor: COPY of the desk's rows", floor))
+    for label, workers, chunk in (
+        (f"desk.submit_many, chunks of {args.chunk:,}", 1, args.chunk),
+        (f"desk.submit_many, workers={args.workers}", args.workers, len(reports)),
+    ):
+        with pg_schema(args.pg) as url:
+            desk = Desk.open(dep, storage=SQLStorage(url))
+            try:
+                with cpu_budget.measured() as used:
+                    bulk(desk, reports, chunk, workers)
+            finally:
+                desk.close()
+        rows.append((label, used))
+    cpu_budget.table(rows, len(reports), floor.wall)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pg", default=PG_URL)
@@ -647,6 +688,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.repeat > 1:
         repeated(args, dep, reports, recorded)
+    cpu_section(args, dep, reports, recorded)
 
     if not args.skip_sqlite:
         print("\nSQLite")
