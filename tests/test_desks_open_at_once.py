@@ -4,15 +4,13 @@ audit entry, whichever desk gets there first."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
 
 from pg import fresh_schema
 from sipantau_adapters.storage.sql.reads import _Reads
 from sipantau_core import Desk
 from sipantau_core.testing.contracts import small_deployment
+from together import meet_at_first_call, run_together
 
 pytestmark = pytest.mark.postgres
 
@@ -20,33 +18,9 @@ pytestmark = pytest.mark.postgres
 def test_two_desks_opening_a_fresh_storage_enrol_each_monitor_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    barrier = threading.Barrier(2, timeout=20)
-    met: set[int] = set()
-    monitors = _Reads.monitors
-
-    def meet(self: Any, ids: Any = None) -> Any:
-        found = monitors(self, ids)
-        if threading.get_ident() not in met:  # both have looked before either writes
-            met.add(threading.get_ident())
-            barrier.wait()
-        return found
-
-    monkeypatch.setattr(_Reads, "monitors", meet)
+    meet_at_first_call(monkeypatch, _Reads, "monitors", 2)  # both look before either writes
     with fresh_schema() as url:
-        desks: list[Desk] = []
-        failures: list[BaseException] = []
-
-        def open_one() -> None:
-            try:
-                desks.append(Desk.open(small_deployment(), storage=url))
-            except BaseException as e:  # noqa: BLE001 - reported below
-                failures.append(e)
-
-        workers = [threading.Thread(target=open_one) for _ in range(2)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        desks, failures = run_together(lambda: Desk.open(small_deployment(), storage=url), 2)
         monkeypatch.undo()
         try:
             assert failures == []

@@ -5,12 +5,10 @@ read them whoever may read the TPS's reports, each call on record. On memory and
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -36,6 +34,7 @@ from sipantau_core import (
 from sipantau_core.media import DEFAULT_MAX_MEDIA_BYTES, media_references, sniff_media_type
 from sipantau_core.ports import AuditRecord
 from sipantau_core.testing.contracts import small_deployment
+from together import meet_at_first_call, run_together
 
 NOW = datetime(2024, 11, 27, 8, 0, tzinfo=UTC)  # 15:00 in Lubuklinggau
 TPS1, TPS2, TPS3 = "1673011001001", "1673011001002", "1673021002001"  # TPS3 in 16.73.02
@@ -193,30 +192,13 @@ def test_two_uploads_of_the_same_bytes_at_once_store_one_and_answer_duplicate_to
     photo = png(seed=9)
     with Desk.open(small_deployment(), storage=pg_url, clock=lambda: NOW) as desk:
         desk.submit(tally(1, photo=photo), principal=monitor(1))
-        barrier = threading.Barrier(2, timeout=10)
-        waited: set[int] = set()
-        reports = _Reads.reports
-
-        def meet(self: Any, query: Any) -> Any:
-            found = reports(self, query)
-            if threading.get_ident() not in waited:  # the first attempt of each upload
-                waited.add(threading.get_ident())
-                barrier.wait()
-            return found
-
-        monkeypatch.setattr(_Reads, "reports", meet)
-        answers: list[str] = []
-
-        def upload() -> None:
-            receipt = desk.upload_media(photo, sha256=sha(photo), principal=monitor(1))
-            answers.append(receipt.status)
-
-        workers = [threading.Thread(target=upload) for _ in range(2)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        meet_at_first_call(monkeypatch, _Reads, "reports", 2)
+        receipts, failures = run_together(
+            lambda: desk.upload_media(photo, sha256=sha(photo), principal=monitor(1)), 2
+        )
         monkeypatch.undo()
+        assert failures == []
+        answers = [r.status for r in receipts]
         assert sorted(answers) == ["duplicate", "stored"]
         outcomes = [e.outcome for e in media_entries(desk) if e.action == "upload_media"]
         assert sorted(outcomes) == ["duplicate", "stored"]
