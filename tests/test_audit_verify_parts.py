@@ -67,7 +67,7 @@ def test_verify_reads_the_reports_a_part_at_a_time(
         reads.clear()
         report = _verify_with(desk, 3, monkeypatch)
         assert report.ok and report.tree[0] == size
-        ranges = [a for name, (a, k) in reads if name == "leaf_reports" and "limit" not in k]
+        ranges = [a for name, (a, k) in reads if name == "leaf_reports" and k.get("limit") is None]
         # the tree's leaves once each, three at a time, in order
         assert ranges == [(start, start + 3) for start in range(0, size, 3)]
         if store.memory is None:  # SQL reads ranges of the leaf index, never every report
@@ -76,7 +76,7 @@ def test_verify_reads_the_reports_a_part_at_a_time(
         desk.close()
 
 
-TAMPER = ["delete", "digest", "move", "late", "unnumbered", "cut"]
+TAMPER = ["delete", "digest", "move", "late", "negative", "unnumbered", "cut"]
 
 
 @pytest.mark.parametrize("action", TAMPER)
@@ -100,6 +100,10 @@ def test_the_same_report_whatever_the_size_of_the_parts(
             forged = attrs.evolve(forged, leaf_index=size + where)
             forged = attrs.evolve(forged, leaf_hash=report_leaf(forged, size + where).hex())
             _insert(store, forged, target)
+        elif action == "negative":  # a leaf below the tree: in no batch either
+            forged = attrs.evolve(target, report_id=uuid.uuid4(), chain_id=uuid.uuid4())
+            forged = attrs.evolve(forged, leaf_index=-1 - where)
+            _insert(store, forged, target)
         elif action == "unnumbered":
             forged = attrs.evolve(target, report_id=uuid.uuid4(), chain_id=uuid.uuid4())
             _insert(store, attrs.evolve(forged, leaf_index=None, leaf_hash=""), target)
@@ -108,6 +112,9 @@ def test_the_same_report_whatever_the_size_of_the_parts(
                 _delete(store, r)
         reports = [_verify_with(desk, chunk, monkeypatch) for chunk in CHUNKS]
         assert not reports[-1].ok, reports[-1]
+        if action == "negative":
+            assert (reports[-1].leaf, reports[-1].report_id) == (-1 - where, forged.report_id)
+            assert "in no batch" in reports[-1].reason
         assert all(r == reports[-1] for r in reports), reports
     finally:
         desk.close()
@@ -200,4 +207,62 @@ def test_a_batch_committed_during_verify_is_not_an_insertion(
                 assert desk.audit.verify().tree[0] == before.tree[0] + 2
         finally:
             other.close()
+            desk.close()
+
+
+def test_the_head_moved_back_behind_the_desks_back_is_found(tmp_path: Any) -> None:
+    """The head row the storage keeps, set back to an earlier entry (or to the empty
+    log): the next writer would chain onto an entry taken; verify says so."""
+    path = tmp_path / "desk.db"
+    store = Store("sqlite", f"sqlite:///{path}", path=path)
+    desk = open_desk(store.storage())
+    try:
+        _with_a_batch(desk)
+        entries = desk.audit.entries()
+        assert desk.audit.verify().ok
+        for seq, link in ((entries[-2].seq, entries[-2].link), (0, "0" * 64)):
+            store.sql("UPDATE audit_head SET seq = ?, link = ?", (seq, link))
+            report = desk.audit.verify()
+            assert (report.ok, report.first_bad) == (False, entries[-1].seq + 1), report
+            assert "its head records entry" in report.reason
+    finally:
+        desk.close()
+
+
+@pytest.mark.postgres
+def test_a_forged_batch_entry_written_during_verify_does_not_hide_a_report() -> None:
+    """Entries appended while the log is verified extend the tree only as far as their
+    batches follow one another from its end: a chained entry that claims the leaves from
+    0 on hides nothing."""
+    from pg import fresh_schema
+    from sipantau_core.audit import chain
+    from sipantau_core.audit_leaves import Batch, batch_entry
+    from sipantau_core.ports import WriteBatch
+
+    with fresh_schema() as url:
+        desk = open_desk(url)
+        store = Store("postgresql", url)
+        try:
+            batch = _with_a_batch(desk)
+            size = (batch[-1].leaf_index or 0) + 1
+            stray = attrs.evolve(batch[0], report_id=uuid.uuid4(), chain_id=uuid.uuid4())
+            stray = attrs.evolve(stray, leaf_index=size + 50)
+            stray = attrs.evolve(stray, leaf_hash=report_leaf(stray, size + 50).hex())
+
+            def forge() -> None:
+                _insert(store, stray, batch[0])
+                claim = batch_entry(
+                    batch[0].received_at, "x", "system", Batch(0, 10**6, 10**6, "00")
+                )
+                with desk.storage.transaction() as tx:
+                    tx.write(WriteBatch(audit=chain(tx.audit_head(lock=True), [claim])))
+
+            mp = pytest.MonkeyPatch()
+            try:
+                _during_verify(mp, forge)
+                report = desk.audit.verify()
+            finally:
+                mp.undo()
+            assert (report.ok, report.report_id) == (False, stray.report_id), report
+        finally:
             desk.close()

@@ -458,16 +458,17 @@ def check_log(
     source: LeafSource,
     *,
     chunk: int | None = None,
-    grown: Callable[[], int] | None = None,
+    grown: Callable[[int], int] | None = None,
 ) -> ChainReport:
     """:func:`verify_log` over the reports of ``source``, read ``chunk`` leaves at a time
     (default :data:`VERIFY_CHUNK`) in leaf order: the memory it needs is that of a part,
     not of the whole log.
 
-    For a log still being written, ``grown`` tells the size of its tree now, as the
-    entries appended since ``entries`` were read state it (checked to extend them): a
-    report past the tree of ``entries`` but within it is a later batch's, not one
-    inserted."""
+    For a log still being written, ``grown(size)`` tells the size of its tree now, from
+    the tree of ``entries`` (``size`` leaves), as the entries appended since state it (if
+    they extend the chain, their batches one after the other from ``size``): a report past
+    the tree of ``entries`` but within that is a later batch's, not one inserted. A report
+    at a negative leaf is in no batch."""
     chain_report = verify_chain(entries)
     if not chain_report.ok:
         return chain_report
@@ -527,6 +528,9 @@ def check_log(
     tree = (frontier.size, frontier.root().hex())
     cursor.rest(frontier.size)
     beyond = _beyond(source, frontier.size, grown)
+    below = source.leaf_reports(_FIRST_LEAF, 0, limit=1, payload=False)
+    if below:
+        beyond = below[0]
     if beyond is not None:
         r = beyond
         return ChainReport(
@@ -568,7 +572,13 @@ def check_log(
     return ChainReport(True, n, head, tree=tree)
 
 
-def _beyond(source: LeafSource, size: int, grown: Callable[[], int] | None) -> StoredReport | None:
+#: Below any leaf index (a report numbered below 0 is in no batch).
+_FIRST_LEAF: Final = -(2**63)
+
+
+def _beyond(
+    source: LeafSource, size: int, grown: Callable[[int], int] | None
+) -> StoredReport | None:
     """The first report past the tree's ``size`` leaves that no batch holds (of those
     appended since, with ``grown``), or ``None``."""
     start = size
@@ -577,7 +587,7 @@ def _beyond(source: LeafSource, size: int, grown: Callable[[], int] | None) -> S
         if not found:
             return None
         first = found[0]
-        now = grown() if grown is not None else size
+        now = grown(size) if grown is not None else size
         if (first.leaf_index or 0) >= now:
             return first
         start = now  # a batch committed since holds it: look past that batch

@@ -105,6 +105,24 @@ class _MemoryTx(StorageTx):
         found.sort(key=lambda r: (r.received_at, str(r.report_id)))
         return found
 
+    def leaf_reports(
+        self,
+        start: int,
+        stop: int | None = None,
+        *,
+        limit: int | None = None,
+        payload: bool = True,
+    ) -> list[StoredReport]:
+        found = [
+            r
+            for r in self._s.reports.values()
+            if r.leaf_index is not None
+            and r.leaf_index >= start
+            and (stop is None or r.leaf_index < stop)
+        ]
+        found.sort(key=lambda r: (r.leaf_index, r.received_at, str(r.report_id)))
+        return found if limit is None else found[:limit]
+
     def decisions(self, report_id: UUID | None = None) -> list[Decision]:
         return [d for d in self._s.decisions if report_id is None or d.report_id == report_id]
 

@@ -20,7 +20,6 @@ from sipantau_core.audit import (
     Checkpoint,
     check_log,
     extends,
-    tree_at,
     verify_extends,
 )
 from sipantau_core.audit_leaves import batch_of, report_leaf_data
@@ -186,24 +185,27 @@ class AuditLog:
         first bad entry, or the first bad report (``leaf``, ``report_id``).
 
         The reports are read a part at a time in leaf order (:data:`~sipantau_core.audit.
-        VERIFY_CHUNK` with their payloads): a national log is verified in the memory of a
-        part. Batches that writers append meanwhile are left for the next verification."""
-        with self._desk.storage.transaction() as tx:
-            head = tx.audit_head()
+        VERIFY_CHUNK` with their payloads), each part in a transaction of its own: a
+        national log is verified in the memory of a part, and writers wait for no more
+        than a part's read. Batches that writers append meanwhile are left for the next
+        verification. (A backend that keeps the port's default ``leaf_reports``, which
+        reads every report, is read at once, as before.)"""
+        storage = self._desk.storage
+        with storage.transaction() as tx:
             entries = tx.audit()
-
-            def grown() -> int:
-                # the tree as the entries appended since state it, if they extend the log
-                last = entries[-1] if entries else None
-                later = tx.audit(after=last.seq if last is not None else 0)
-                start = (last.seq, last.link) if last is not None else (0, GENESIS)
-                if not later or not extends(start, later):
-                    return -1
-                return tree_at(later, len(later))[0] if any(map(batch_of, later)) else -1
-
-            report = check_log(entries, tx, grown=grown)
+            ranged = type(tx).leaf_reports is not StorageTx.leaf_reports
+        last = (entries[-1].seq, entries[-1].link) if entries else (0, GENESIS)
+        report = check_log(
+            entries,
+            _PartByPart(storage),
+            chunk=None if ranged else _WHOLE,
+            grown=lambda size: _grown(storage, last, size),
+        )
         if checkpoint is None:
-            if report.ok and not _holds(entries, head):
+            with storage.transaction() as tx:
+                head = tx.audit_head()
+                later = tx.audit(after=report.head[0]) if head != report.head else []
+            if report.ok and not _head_fits(report.head, head, later):
                 # The newest entries were deleted (or the head row altered).
                 return ChainReport(
                     False,
@@ -361,12 +363,58 @@ def _range_root(tx: StorageTx) -> RangeRoot:
     return range_root
 
 
-def _holds(entries: list[AuditRecord], head: tuple[int, str]) -> bool:
-    """Whether the log's recorded ``head`` (read before ``entries``) is one of them."""
-    seq, link = head
-    if seq == 0:
-        return link == GENESIS
-    return seq <= len(entries) and entries[seq - 1].link == link
+#: A part as large as any log: for a backend without a range read of its own.
+_WHOLE = 2**62
+
+
+class _PartByPart:
+    """The storage's leaves for :func:`~sipantau_core.audit.check_log`, each read in a
+    transaction of its own."""
+
+    def __init__(self, storage: Storage):
+        self._storage = storage
+
+    def leaf_reports(
+        self,
+        start: int,
+        stop: int | None = None,
+        *,
+        limit: int | None = None,
+        payload: bool = True,
+    ) -> list[StoredReport]:
+        with self._storage.transaction() as tx:
+            return tx.leaf_reports(start, stop, limit=limit, payload=payload)
+
+    def unnumbered_reports(self, *, limit: int | None = None) -> list[StoredReport]:
+        with self._storage.transaction() as tx:
+            return tx.unnumbered_reports(limit=limit)
+
+
+def _grown(storage: Storage, last: tuple[int, str], size: int) -> int:
+    """The report tree's size now, from ``size`` leaves after entry ``last`` (sequence,
+    link), as the entries appended since state it: only if they extend the chain, and
+    only as far as their batches follow one another from ``size``."""
+    with storage.transaction() as tx:
+        later = tx.audit(after=last[0])
+    if not extends(last, later):
+        return size
+    for batch in map(batch_of, later):
+        if batch is None:
+            continue
+        if batch.first != size:
+            break
+        size = batch.size
+    return size
+
+
+def _head_fits(ended: tuple[int, str], head: tuple[int, str], later: list[AuditRecord]) -> bool:
+    """Whether the log's recorded ``head`` is where the verified log ``ended``, or one
+    of the entries appended since (``later``, which must extend it)."""
+    if head == ended:
+        return True
+    return (
+        head[0] > ended[0] and extends(ended, later) and any((e.seq, e.link) == head for e in later)
+    )
 
 
 def _uuid(text: str) -> UUID:

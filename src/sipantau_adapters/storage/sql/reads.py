@@ -274,7 +274,7 @@ class _Reads(_Bulk):
         limit: int | None = None,
         payload: bool = True,
     ) -> list[StoredReport]:
-        # a range of the leaf index (unique here: no two reports share a leaf)
+        # a range of the leaf index (unique here; the order of reports() among equals)
         r = REPORTS
         columns = _REPORT_COLUMNS if payload else _REPORT_COLUMNS_NO_PAYLOAD
         stmt = sa.select(*columns).where(r.c.leaf_index >= start)
@@ -282,7 +282,7 @@ class _Reads(_Bulk):
             if stop <= start:
                 return []
             stmt = stmt.where(r.c.leaf_index < stop)
-        stmt = stmt.order_by(r.c.leaf_index)
+        stmt = stmt.order_by(r.c.leaf_index, r.c.received_at, r.c.report_id)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._errors():
