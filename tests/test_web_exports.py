@@ -45,6 +45,7 @@ from sipantau_core import (
     PollingStation,
     Principal,
     RegionCode,
+    RegionLevel,
     Role,
     SecurityStatus,
     SipantauError,
@@ -204,6 +205,47 @@ def test_a_monitor_exports_its_own_tps_only(desk: Desk) -> None:
     with pytest.raises(PermissionDenied) as info:
         tps_csv(desk, "16.73.02.1008", principal=monitor)
     assert info.value.code == "access.out_of_scope"
+
+
+def test_a_province_or_the_nation_is_exported_city_by_city_with_the_same_text(
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above a city the TPS CSV reads each city in turn (never the whole region at once)
+    and writes the same text as one read of the whole region; a refusal comes before
+    any text (``iter_tps_csv`` raises when called)."""
+    from sipantau_adapters.web import exports as exports_module
+    from sipantau_core.testing.national import national_deployment, national_tallies
+
+    dep = national_deployment(tps=600, provinces=2, cities=5, villages=60)
+    with Desk.open(dep, storage=storage_url, clock=lambda: NOW) as desk:
+        result = desk.submit_many(list(national_tallies(dep, share=0.7)), principal=SYSTEM)
+        assert result.count("accepted") > 300
+        cities = sorted(
+            {s.code.village.at_level(RegionLevel.CITY).value for s in dep.stations.values()}
+        )
+        read: list[str] = []
+        real = Desk.station_status
+
+        def station_status(self: Desk, where: Any, **kwargs: Any) -> Any:
+            read.append(str(where))
+            return real(self, where, **kwargs)
+
+        monkeypatch.setattr(Desk, "station_status", station_status)
+        contest = next(iter(dep.contests.values()))
+        for region, parts in (
+            ("ID", cities),
+            (cities[0][:2], [c for c in cities if c.startswith(cities[0][:2])]),
+        ):
+            read.clear()
+            text = tps_csv(desk, region, principal=SYSTEM, now=NOW)
+            assert read == parts
+            whole = exports_module._csv(exports_module._tps_header(contest), ())
+            whole += exports_module._tps_rows(desk, region, SYSTEM, contest, NOW)
+            assert text == whole
+            assert len(read_csv(text)) == len(list(dep.stations_in(RegionCode.parse(region))))
+        city_officer = Principal(id="o", role=Role.OFFICER, scope=cities[0])
+        with pytest.raises(PermissionDenied):
+            exports_module.iter_tps_csv(desk, "ID", principal=city_officer)
 
 
 # ---------------------------------------------------------------------------------------

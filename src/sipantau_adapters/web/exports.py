@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 import attrs
@@ -34,11 +35,13 @@ from sipantau_core import (
     Desk,
     Principal,
     RegionCode,
+    RegionLevel,
     Stage,
     StationCode,
     Tally,
     TallyReport,
 )
+from sipantau_core.access import Action, is_allowed
 from sipantau_core.quickcount import ShareEstimate
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "SummaryRow",
     "district_csv",
     "election_results_report",
+    "iter_tps_csv",
     "safe_cell",
     "summary",
     "tps_csv",
@@ -71,11 +75,13 @@ def safe_cell(value: Cell) -> str | int | float:
     return value
 
 
-def _csv(header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:
-    """RFC 4180 text (CRLF line ends, quoted where needed) with a header row."""
+def _csv(header: Sequence[str] | None, rows: Iterable[Sequence[Cell]]) -> str:
+    """RFC 4180 text (CRLF line ends, quoted where needed), with a header row unless
+    ``header`` is ``None``."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([safe_cell(h) for h in header])
+    if header is not None:
+        writer.writerow([safe_cell(h) for h in header])
     for row in rows:
         writer.writerow([safe_cell(c) for c in row])
     return out.getvalue()
@@ -111,9 +117,85 @@ def tps_csv(
     incidents (how many; categories with the highest severity, never their text).
 
     Readers: as for ``desk.reports`` (officers and coordinators within their region, a
-    monitor for its own TPS); a viewer is refused with ``access.role``."""
-    statuses = desk.station_status(region, principal=principal, now=now)
+    monitor for its own TPS); a viewer is refused with ``access.role``. The text of
+    :func:`iter_tps_csv` in one string."""
+    return "".join(iter_tps_csv(desk, region, principal=principal, contest=contest, now=now))
+
+
+def iter_tps_csv(
+    desk: Desk,
+    region: RegionCode | StationCode | str,
+    *,
+    principal: Principal,
+    contest: str | None = None,
+    now: datetime | None = None,
+) -> Iterator[str]:
+    """:func:`tps_csv`'s text a part at a time: a province's or the nation's TPS are read
+    city by city (each city's reads on record as usual), so that an export of the whole
+    country never holds its 823,236 TPS's reports at once. The first part is read before
+    this returns: a refusal is raised here, never after the first line went out."""
     chosen = contest_of(desk, contest)
+    at = now or desk.clock()  # one moment for every part
+    parts = iter(_parts(desk, region, principal))
+    first = next(parts, region)
+    head = _csv(_tps_header(chosen), ()) + _tps_rows(desk, first, principal, chosen, at)
+    return itertools.chain([head], (_tps_rows(desk, part, principal, chosen, at) for part in parts))
+
+
+_Place = RegionCode | StationCode | str
+
+
+def _parts(desk: Desk, region: _Place, principal: Principal) -> list[_Place]:
+    """The cities of ``region`` when it is the nation or a province and ``principal`` may
+    read all of it, in code order; ``region`` itself otherwise (the desk then reads it at
+    once, or refuses it whole, as before)."""
+    if isinstance(region, StationCode):
+        return [region]
+    try:
+        code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
+    except ValueError:
+        return [region]
+    whole = all(
+        is_allowed(principal, action, code)
+        for action in (Action.READ_STATUS, Action.READ_REPORTS, Action.READ_INCIDENTS)
+    )
+    if code.level >= RegionLevel.CITY or not whole:
+        return [region]
+    stations = desk.deployment.stations_in(code)
+    cities = sorted({s.code.village.at_level(RegionLevel.CITY) for s in stations}, key=str)
+    return list(cities) or [region]
+
+
+def _tps_header(contest: Contest) -> list[str]:
+    return [
+        "tps_code",
+        "tps",
+        "tps_name",
+        "village",
+        "district",
+        "dpt",
+        "tally_status",
+        "counted",
+        *(f"votes {n} {name}" for n, name in _option_names(contest)),
+        "valid",
+        "invalid",
+        "total",
+        "rule_codes",
+        *(stage.value for stage in Stage),
+        "incidents",
+        "incident_categories",
+    ]
+
+
+def _tps_rows(
+    desk: Desk,
+    region: RegionCode | StationCode | str,
+    principal: Principal,
+    chosen: Contest,
+    now: datetime,
+) -> str:
+    """The CSV rows (no header) of the TPS of ``region``."""
+    statuses = desk.station_status(region, principal=principal, now=now)
     heads = {
         stored.station: (stored, report)
         for stored, report in desk.reports(
@@ -128,24 +210,6 @@ def tps_csv(
         counts[incident.station] += 1
     where = contest_region(desk, chosen)
     options = _option_names(chosen)
-    header = [
-        "tps_code",
-        "tps",
-        "tps_name",
-        "village",
-        "district",
-        "dpt",
-        "tally_status",
-        "counted",
-        *(f"votes {n} {name}" for n, name in options),
-        "valid",
-        "invalid",
-        "total",
-        "rule_codes",
-        *(stage.value for stage in Stage),
-        "incidents",
-        "incident_categories",
-    ]
     rows: list[list[Cell]] = []
     for state in statuses:
         code = StationCode.parse(state.station)
@@ -187,7 +251,7 @@ def tps_csv(
                 categories,
             ]
         )
-    return _csv(header, rows)
+    return _csv(None, rows)
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from sipantau_adapters.web.app import SECURITY_HEADERS, WebApp
@@ -18,18 +19,22 @@ from sipantau_adapters.web.exports import (
 )
 from sipantau_adapters.web.exports import (
     election_results_report,
+    iter_tps_csv,
 )
 from sipantau_adapters.web.exports import summary as make_summary
-from sipantau_adapters.web.exports import tps_csv as make_tps_csv
 from sipantau_adapters.web.overview import default_region
 
 __all__ = ["routes"]
 
 
-def _download(body: str, media_type: str, filename: str) -> Response:
+def _download(body: str | Iterator[str], media_type: str, filename: str) -> Response:
+    """A file to save: ``body`` at once, or streamed a part at a time."""
     headers = dict(SECURITY_HEADERS)
     headers["content-disposition"] = f'attachment; filename="{filename}"'
-    return Response(body.encode("utf-8"), media_type=media_type, headers=headers)
+    if isinstance(body, str):
+        return Response(body.encode("utf-8"), media_type=media_type, headers=headers)
+    parts = (part.encode("utf-8") for part in body)
+    return StreamingResponse(parts, media_type=media_type, headers=headers)
 
 
 def _name(region: str, contest: str | None, suffix: str) -> str:
@@ -59,10 +64,13 @@ async def exports_page(web: WebApp, request: Request) -> Response:
 
 
 async def tps_csv(web: WebApp, request: Request) -> Response:
+    """The TPS CSV, sent a part (a city) at a time: a national desk's export never holds
+    the country's reports at once. The first part is read before the answer starts, so a
+    refusal is an error answer, not a cut download."""
     principal, _ = await web.signed_in(request)
     region, contest = _query(web, request, principal)
-    body = await web.run(make_tps_csv, web.desk, region, principal=principal, contest=contest)
-    return _download(body, "text/csv; charset=utf-8", _name(region, contest, "tps.csv"))
+    parts = await web.run(iter_tps_csv, web.desk, region, principal=principal, contest=contest)
+    return _download(parts, "text/csv; charset=utf-8", _name(region, contest, "tps.csv"))
 
 
 async def district_csv(web: WebApp, request: Request) -> Response:
