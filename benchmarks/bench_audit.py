@@ -4,9 +4,10 @@
 
 Builds a log of ``--tps`` tallies (the synthetic national layout of
 ``sipantau_core.testing.national``, one tally a TPS, through ``desk.submit_many`` in
-chunks of 5,000) in a fresh PostgreSQL schema (dropped afterwards; ``--keep URL`` reuses
-a schema a previous run left with ``--no-drop``), then measures, each in a process of its
-own so that its peak memory is its own:
+chunks of 5,000, then ``ANALYZE``, as autovacuum would) in a fresh PostgreSQL schema
+(dropped afterwards; ``--keep URL`` reuses a schema a previous run left with
+``--no-drop``), then measures, each in a process of its own so that its peak memory is
+its own:
 
 * ``desk.audit.verify()``: the reports read a part at a time in leaf order
   (``VERIFY_CHUNK`` with their payloads);
@@ -106,9 +107,15 @@ def build(url: str, tps: int) -> float:
                 chunk = []
         if chunk:
             desk.submit_many(chunk, principal=SYSTEM)
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
     finally:
         desk.close()
+    # the planner's statistics, as autovacuum would keep them (this machine's server runs
+    # without it: a freshly loaded table would look empty to the planner)
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{schema}".reports, "{schema}".station_states')
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> None:
