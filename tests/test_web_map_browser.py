@@ -252,3 +252,32 @@ def test_the_vendored_leaflet_is_the_one_its_readme_names() -> None:
     for name, digest in listed.items():
         assert hashlib.sha256((LEAFLET / name).read_bytes()).hexdigest() == digest, name
     assert "BSD 2-Clause License" in (LEAFLET / "LICENSE").read_text(encoding="utf-8")
+
+
+def test_past_map_points_the_tps_are_counted_not_drawn(
+    page: Page, outside_requests: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A province's or the nation's map draws no point for each of its TPS: the outlines,
+    the counts and the table are there, and the legend says how many TPS were not drawn."""
+    from sipantau_adapters.web import mapdata as mapdata_module
+
+    stations = [
+        PollingStation(
+            code=f"16730{d}1001{n:03d}",
+            registered_voters=300,
+            position=Position(-3.28 - d / 100, 102.84 + n / 200),
+        )
+        for d in (1, 2)
+        for n in (1, 2, 3)
+    ]
+    desk = Desk.open(build_deployment(stations), storage="memory://")
+    monkeypatch.setattr(mapdata_module, "MAP_POINTS", 5)
+    with served(map_app(desk)) as url:
+        open_map(page, url + "/")
+        expect(page.locator("path.map-tps")).to_have_count(0)
+        expect(page.locator(".leaflet-overlay-pane path")).to_have_count(2)  # the outlines
+        expect(page.locator(".map-legend-omitted")).to_have_text(
+            "TPS tidak digambar (terlalu banyak): buka peta kota/kabupaten: 6"
+        )
+        expect(page.locator("#risk-summary")).to_contain_text("6")
+    assert outside_requests == []

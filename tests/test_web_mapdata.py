@@ -28,6 +28,7 @@ from mapdesk import (
     situation,
     tally,
 )
+from sipantau_adapters.web._reading import city_parts as real_city_parts
 from sipantau_adapters.web.mapdata import STATUSES, convex_hull, map_data
 from sipantau_core import (
     Candidate,
@@ -38,6 +39,7 @@ from sipantau_core import (
     PollingStation,
     Position,
     Principal,
+    RegionLevel,
     RiskProfile,
     Role,
     SipantauError,
@@ -82,6 +84,7 @@ def test_every_tps_of_lubuklinggau_is_a_point_with_its_master_data() -> None:
     assert data["totals"] == {
         "stations": 326,
         "unplaced": 0,
+        "omitted": 0,
         "silent": 326,
         "reported": 0,
         "flagged": 0,
@@ -153,6 +156,7 @@ def test_the_status_of_each_tps_follows_its_reports(day: Desk) -> None:
     assert data["totals"] == {
         "stations": 326,
         "unplaced": 0,
+        "omitted": 0,
         "silent": 326 - len(DAY),
         **{s: expected[s] for s in STATUSES if s != "silent"},
     }
@@ -355,3 +359,63 @@ def test_the_tally_status_is_that_of_the_contest_asked() -> None:
     gov = by_code(map_data(desk, "16.73", principal=COORDINATOR, contest="gubernur"))
     assert mayor["1673011001001"]["status"] == "counted"
     assert gov["1673011001001"]["status"] == "reported"  # a report is in, not its tally
+
+
+# -- a province or the nation: read city by city, counted but not drawn past MAP_POINTS --
+
+
+def _placed_national() -> Any:
+    """A small national layout (two provinces, five cities), every TPS placed."""
+    from sipantau_core.domain.stations import Position
+    from sipantau_core.testing.national import national_deployment
+
+    dep = national_deployment(tps=600, provinces=2, cities=5, villages=60)
+    placed = {}
+    for i, (code, station) in enumerate(sorted(dep.stations.items())):
+        where = Position(latitude=-2.0 - (i % 37) / 100, longitude=102.0 + (i // 37) / 50)
+        placed[code] = attrs.evolve(station, position=where)
+    return attrs.evolve(dep, stations=placed)
+
+
+@pytest.mark.parametrize("region", ["ID", "12"])
+def test_a_province_or_the_nation_is_read_city_by_city_and_drawn_up_to_map_points(
+    region: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sipantau_adapters.web import mapdata as mapdata_module
+    from sipantau_core.testing.national import national_tallies
+
+    dep = _placed_national()
+    system = Principal(id="import", role=Role.SYSTEM)
+    desk = Desk.open(dep, storage="memory://")
+    try:
+        assert not desk.submit_many(list(national_tallies(dep, share=0.6)), principal=system).errors
+        read: list[str] = []
+        real = Desk.station_status
+
+        def station_status(self: Desk, where: Any, **kwargs: Any) -> Any:
+            read.append(str(where))
+            return real(self, where, **kwargs)
+
+        monkeypatch.setattr(Desk, "station_status", station_status)
+        by_city = map_data(desk, region, principal=system)
+        cities = sorted({c.village.at_level(RegionLevel.CITY).value for c in dep.stations})
+        assert read == [c for c in cities if region == "ID" or c.startswith(region + ".")]
+        # the same map as one read of the whole region
+        monkeypatch.setattr(mapdata_module, "city_parts", lambda desk, region, who: [region])
+        at_once = map_data(desk, region, principal=system)
+        assert by_city == at_once
+        assert len(by_city["stations"]["features"]) == by_city["totals"]["stations"] > 100
+        assert by_city["totals"]["omitted"] == 0
+        # past MAP_POINTS: counted, outlined, bounded, not drawn
+        monkeypatch.setattr(mapdata_module, "MAP_POINTS", 100)
+        monkeypatch.setattr(mapdata_module, "city_parts", real_city_parts)
+        counted = map_data(desk, region, principal=system)
+        assert counted["stations"]["features"] == []
+        assert counted["totals"]["omitted"] == counted["totals"]["stations"]
+        assert {k: v for k, v in counted.items() if k != "stations"} == {
+            k: v if k != "totals" else {**v, "omitted": v["stations"]}
+            for k, v in at_once.items()
+            if k != "stations"
+        }
+    finally:
+        desk.close()

@@ -21,6 +21,7 @@ from sipantau_core import (
     Tally,
     UnknownEntityError,
 )
+from sipantau_core.access import Action, is_allowed
 
 #: The desk's rule for everything it shows: secret, not for the public.
 CONFIDENTIAL_NOTICE = "RAHASIA — bukan untuk konsumsi publik"
@@ -143,3 +144,27 @@ def read_breakdown(
         for child in children_of(desk, place, chosen)
     )
     return Breakdown(chosen, place, unit_of(desk, place), total, rows)
+
+
+def city_parts(
+    desk: Desk, region: RegionCode | StationCode | str, principal: Principal
+) -> list[RegionCode | StationCode | str]:
+    """Where to read a region's TPS a part at a time: its cities when it is the nation or
+    a province and ``principal`` may read all of it (status, reports, incidents), in code
+    order; ``region`` itself otherwise (the desk then reads it at once, or refuses it
+    whole). A city's TPS are a few thousand at most; a country's, 823,236."""
+    if isinstance(region, StationCode):
+        return [region]
+    try:
+        code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
+    except ValueError:
+        return [region]
+    whole = all(
+        is_allowed(principal, action, code)
+        for action in (Action.READ_STATUS, Action.READ_REPORTS, Action.READ_INCIDENTS)
+    )
+    if code.level >= RegionLevel.CITY or not whole:
+        return [region]
+    stations = desk.deployment.stations_in(code)
+    cities = sorted({s.code.village.at_level(RegionLevel.CITY) for s in stations}, key=str)
+    return list(cities) or [region]

@@ -26,6 +26,7 @@ import attrs
 from sipantau_adapters.web._err import election_results_report
 from sipantau_adapters.web._reading import (
     CONFIDENTIAL_NOTICE,
+    city_parts,
     contest_of,
     contest_region,
     read_breakdown,
@@ -35,13 +36,11 @@ from sipantau_core import (
     Desk,
     Principal,
     RegionCode,
-    RegionLevel,
     Stage,
     StationCode,
     Tally,
     TallyReport,
 )
-from sipantau_core.access import Action, is_allowed
 from sipantau_core.quickcount import ShareEstimate
 
 __all__ = [
@@ -136,34 +135,10 @@ def iter_tps_csv(
     this returns: a refusal is raised here, never after the first line went out."""
     chosen = contest_of(desk, contest)
     at = now or desk.clock()  # one moment for every part
-    parts = iter(_parts(desk, region, principal))
+    parts = iter(city_parts(desk, region, principal))
     first = next(parts, region)
     head = _csv(_tps_header(chosen), ()) + _tps_rows(desk, first, principal, chosen, at)
     return itertools.chain([head], (_tps_rows(desk, part, principal, chosen, at) for part in parts))
-
-
-_Place = RegionCode | StationCode | str
-
-
-def _parts(desk: Desk, region: _Place, principal: Principal) -> list[_Place]:
-    """The cities of ``region`` when it is the nation or a province and ``principal`` may
-    read all of it, in code order; ``region`` itself otherwise (the desk then reads it at
-    once, or refuses it whole, as before)."""
-    if isinstance(region, StationCode):
-        return [region]
-    try:
-        code = region if isinstance(region, RegionCode) else RegionCode.parse(str(region))
-    except ValueError:
-        return [region]
-    whole = all(
-        is_allowed(principal, action, code)
-        for action in (Action.READ_STATUS, Action.READ_REPORTS, Action.READ_INCIDENTS)
-    )
-    if code.level >= RegionLevel.CITY or not whole:
-        return [region]
-    stations = desk.deployment.stations_in(code)
-    cities = sorted({s.code.village.at_level(RegionLevel.CITY) for s in stations}, key=str)
-    return list(cities) or [region]
 
 
 def _tps_header(contest: Contest) -> list[str]:

@@ -11,6 +11,7 @@ name) is never in it: only counts, codes and the deployment's master data.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections import Counter
@@ -18,12 +19,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
+from sipantau_adapters.web._reading import city_parts
 from sipantau_core import (
     Deployment,
     Desk,
     PollingStation,
     Principal,
     RegionCode,
+    RegionLevel,
     RiskLevel,
     SipantauError,
     StationCode,
@@ -34,6 +39,7 @@ from sipantau_core.ports import COUNTED_STATUSES, ReportStatus
 
 __all__ = [
     "HULL_BUFFER_M",
+    "MAP_POINTS",
     "REGIONS_FILE",
     "SCHEMA",
     "STATUSES",
@@ -72,58 +78,114 @@ def map_data(
     Keys: ``stations`` (a GeoJSON FeatureCollection, a Point per TPS with a position),
     ``outlines`` (a Polygon per kecamatan), ``risk_summary`` (a row per risk level),
     ``bounds`` (``[[south, west], [north, east]]``, ``None`` when nothing is placed),
-    ``totals`` (TPS per status, ``unplaced`` the TPS without a position), ``region``,
-    ``region_name``, ``contest`` and ``schema``. The tally status is that of ``contest``
-    (the desk's only contest by default)."""
-    states = desk.station_status(region, principal=principal)  # the access check comes first
+    ``totals`` (TPS per status, ``unplaced`` the TPS without a position, ``omitted`` those
+    not drawn), ``region``, ``region_name``, ``contest`` and ``schema``. The tally status
+    is that of ``contest`` (the desk's only contest by default).
+
+    A province or the nation is read city by city, and past :data:`MAP_POINTS` TPS the
+    points are left out (``omitted``): the counts, the table and the outlines are all
+    there, and a city's map draws its TPS."""
     contest_id = _contest(desk.deployment, contest)
-    tally_status = {
-        stored.station: stored.status
-        for stored, _ in desk.reports(
-            region, principal=principal, kind="tally", contest=contest_id, heads_only=True
-        )
-    }
-    incidents = Counter(i.station for i in desk.incidents(region, principal=principal))
+    parts = city_parts(desk, region, principal)
+    drawn = sum(len(_stations_of(desk, part)) for part in parts) <= MAP_POINTS
+    seen = _Seen()
+    for part in parts:
+        _read_part(desk, part, principal, contest_id, seen, drawn)
     deployment = desk.deployment
-
-    features: list[dict[str, Any]] = []
-    placed: dict[RegionCode, list[Point]] = {}
-    rows = {level: Counter[str]() for level in RiskLevel}
-    totals = Counter(dict.fromkeys(STATUSES, 0))
-    unplaced = 0
-    for state in states:
-        station = deployment.stations[StationCode.parse(state.station)]
-        reported = any(s.state in ("in", "late") for s in state.stages)
-        status = _status(reported, tally_status.get(state.station))
-        totals[status] += 1
-        _count(rows[station.risk.level], status, incidents[state.station])
-        if station.position is None:
-            unplaced += 1
-            continue
-        point = (round(station.position.longitude, 6), round(station.position.latitude, 6))
-        placed.setdefault(station.code.district, []).append(point)
-        features.append(
-            _station_feature(deployment, station, point, status, incidents[state.station])
-        )
-
-    outlines = _deployment_outlines(deployment, [StationCode.parse(s.station) for s in states])
+    outlines = _deployment_outlines(deployment, seen.villages)
     if outlines is None:
-        outlines = [_hull_feature(deployment, d, pts) for d, pts in sorted(placed.items())]
+        outlines = seen.hulls
     target = _target_code(region)
     return {
         "schema": SCHEMA,
         "region": target,
         "region_name": _region_name(deployment, target),
         "contest": contest_id,
-        "stations": {"type": "FeatureCollection", "features": features},
+        "stations": {"type": "FeatureCollection", "features": seen.features},
         "outlines": {"type": "FeatureCollection", "features": outlines},
-        "risk_summary": [{"level": level.value, **_row(rows[level])} for level in RiskLevel],
-        "totals": {"stations": len(states), "unplaced": unplaced, **totals},
+        "risk_summary": [{"level": level.value, **_row(seen.rows[level])} for level in RiskLevel],
+        "totals": {
+            "stations": seen.stations,
+            "unplaced": seen.unplaced,
+            "omitted": 0 if drawn else seen.stations - seen.unplaced,
+            **seen.totals,
+        },
         "bounds": _bounds(
-            [p for pts in placed.values() for p in pts]
-            + [p for f in outlines for p in _coordinates(f["geometry"])]
+            seen.corners + [p for f in outlines for p in _coordinates(f["geometry"])]
         ),
     }
+
+
+#: The most TPS a map draws as points (a city's; a province's or the country's are
+#: counted, not drawn: a browser draws no 823,236 markers).
+MAP_POINTS = 20_000
+
+
+@attrs.define
+class _Seen:
+    """What the parts of a map add up to."""
+
+    features: list[dict[str, Any]] = attrs.Factory(list)
+    hulls: list[dict[str, Any]] = attrs.Factory(list)
+    rows: dict[RiskLevel, Counter[str]] = attrs.Factory(
+        lambda: {level: Counter[str]() for level in RiskLevel}
+    )
+    totals: Counter[str] = attrs.Factory(lambda: Counter(dict.fromkeys(STATUSES, 0)))
+    villages: Counter[str] = attrs.Factory(Counter)  # TPS a village, for outlines
+    corners: list[Point] = attrs.Factory(list)  # each part's placed TPS's box
+    stations: int = 0
+    unplaced: int = 0
+
+
+def _stations_of(desk: Desk, part: RegionCode | StationCode | str) -> list[PollingStation]:
+    if isinstance(part, StationCode):
+        return [desk.deployment.stations[part]]
+    try:
+        return list(desk.deployment.stations_in(str(part)))
+    except ValueError:
+        return []  # not a region: the desk's reads say what it is
+
+
+def _read_part(
+    desk: Desk,
+    part: RegionCode | StationCode | str,
+    principal: Principal,
+    contest_id: str,
+    seen: _Seen,
+    drawn: bool,
+) -> None:
+    """Read one part of the map (a city, or the whole region) and add it to ``seen``."""
+    states = desk.station_status(part, principal=principal)  # the access check comes first
+    tally_status = {
+        stored.station: stored.status
+        for stored, _ in desk.reports(
+            part, principal=principal, kind="tally", contest=contest_id, heads_only=True
+        )
+    }
+    incidents = Counter(i.station for i in desk.incidents(part, principal=principal))
+    deployment = desk.deployment
+    placed: dict[RegionCode, list[Point]] = {}
+    for state in states:
+        station = deployment.stations[StationCode.parse(state.station)]
+        reported = any(s.state in ("in", "late") for s in state.stages)
+        status = _status(reported, tally_status.get(state.station))
+        seen.stations += 1
+        seen.totals[status] += 1
+        seen.villages[station.code.village.value] += 1
+        _count(seen.rows[station.risk.level], status, incidents[state.station])
+        if station.position is None:
+            seen.unplaced += 1
+            continue
+        point = (round(station.position.longitude, 6), round(station.position.latitude, 6))
+        placed.setdefault(station.code.district, []).append(point)
+        if drawn:
+            seen.features.append(
+                _station_feature(deployment, station, point, status, incidents[state.station])
+            )
+    seen.hulls += [_hull_feature(deployment, d, pts) for d, pts in sorted(placed.items())]
+    box = _bounds([p for pts in placed.values() for p in pts])
+    if box is not None:
+        seen.corners += [(box[0][1], box[0][0]), (box[1][1], box[1][0])]
 
 
 # -- one TPS ------------------------------------------------------------------------------
@@ -232,10 +294,11 @@ def _hull_feature(
 
 
 def _deployment_outlines(
-    deployment: Deployment, stations: Sequence[StationCode]
+    deployment: Deployment, villages: Counter[str]
 ) -> list[dict[str, Any]] | None:
     """The features of the deployment's ``regions.geojson`` whose region holds a TPS in
-    view, or ``None`` when the deployment ships no such file."""
+    view (``villages``: TPS in view by village code), or ``None`` when the deployment
+    ships no such file."""
     if deployment.path is None:
         return None
     path = Path(deployment.path) / REGIONS_FILE
@@ -247,6 +310,8 @@ def _deployment_outlines(
         raise DeploymentError(f"not readable GeoJSON ({e})", file=str(path)) from None
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
         raise DeploymentError("must be a GeoJSON FeatureCollection", file=str(path))
+    ordered = sorted(villages)
+    counts = [villages[v] for v in ordered]
     out: list[dict[str, Any]] = []
     for i, feature in enumerate(collection.get("features") or []):
         where = f"features[{i}]"
@@ -267,7 +332,8 @@ def _deployment_outlines(
                 file=str(path),
                 field=where,
             ) from None
-        if not any(code.contains(s) for s in stations):
+        stations = _within(code, ordered, counts)
+        if not stations:
             continue
         name = (props or {}).get("name") or deployment.region_names.get(code)
         out.append(
@@ -279,11 +345,25 @@ def _deployment_outlines(
                     "code": code.value,
                     "name": str(name) if name else None,
                     "source": "deployment",
-                    "stations": sum(code.contains(s) for s in stations),
+                    "stations": stations,
                 },
             }
         )
     return out
+
+
+def _within(code: RegionCode, villages: list[str], counts: list[int]) -> int:
+    """The TPS in view within ``code``, from the sorted village codes and their counts (a
+    bisect, not a scan: a country has 83,000 villages and thousands of outlines)."""
+    if code.is_nation:
+        return sum(counts)
+    if code.level >= RegionLevel.VILLAGE:
+        i = bisect.bisect_left(villages, code.value)
+        return counts[i] if i < len(villages) and villages[i] == code.value else 0
+    prefix = code.value + "."
+    lo = bisect.bisect_left(villages, prefix)
+    hi = bisect.bisect_left(villages, prefix + "\uffff")
+    return sum(counts[lo:hi])
 
 
 def _coordinates(geometry: dict[str, Any]) -> list[Point]:

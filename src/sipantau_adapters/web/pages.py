@@ -291,6 +291,7 @@ MAP_LABELS_EN: dict[str, Any] = {
         "total": "Total",
     },
     "unplaced": "TPS without coordinates",
+    "omitted": "TPS not drawn (too many): open a city's map",
     "error": "The map could not be loaded",
 }
 

@@ -72,6 +72,7 @@
       total: "Jumlah",
     },
     unplaced: "TPS tanpa koordinat",
+    omitted: "TPS tidak digambar (terlalu banyak): buka peta kota/kabupaten",
     error: "Peta tidak dapat dimuat",
   };
 
@@ -369,6 +370,11 @@
       if (data.totals && data.totals.unplaced) {
         box.appendChild(
           node("div", "map-legend-unplaced", labels.unplaced + ": " + number(data.totals.unplaced))
+        );
+      }
+      if (data.totals && data.totals.omitted) {
+        box.appendChild(
+          node("div", "map-legend-omitted", labels.omitted + ": " + number(data.totals.omitted))
         );
       }
       L.DomEvent.disableClickPropagation(box);
