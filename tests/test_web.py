@@ -435,3 +435,30 @@ def test_a_stream_ends_in_time_so_a_revoked_token_stops_its_updates(
             again = client.get("/live?region=16.73.01")  # what the browser's retry gets
             assert again.status_code == 401
             assert again.json()["code"] == "access.bad_token"
+
+
+def test_the_tps_csv_is_streamed_with_its_headers_and_refused_whole(web: Site) -> None:
+    """``/exports/tps.csv`` streams ``iter_tps_csv``: a file to save, with the page's
+    security headers, every TPS of the region once; another region is refused before
+    any byte, with the desk's code."""
+    import csv
+    import io
+
+    from sipantau_adapters.web.exports import tps_csv
+
+    with web.client() as client:
+        sign_in(client, web.tokens["officer"])
+        answer = client.get("/exports/tps.csv?region=16.73.01")
+        assert answer.status_code == 200
+        assert answer.headers["content-disposition"] == (
+            'attachment; filename="sipantau-16.73.01-all-tps.csv"'
+        )
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        officer = web.desk.authenticate(web.tokens["officer"])
+        expected = tps_csv(web.desk, "16.73.01", principal=officer)
+        got = list(csv.reader(io.StringIO(answer.text, newline="")))
+        want = list(csv.reader(io.StringIO(expected, newline="")))
+        assert got[0] == want[0] and [r[0] for r in got] == [r[0] for r in want]
+        refused = client.get("/exports/tps.csv?region=16.73")
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "access.out_of_scope"

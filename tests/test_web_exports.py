@@ -231,7 +231,6 @@ def test_a_province_or_the_nation_is_exported_city_by_city_with_the_same_text(
             return real(self, where, **kwargs)
 
         monkeypatch.setattr(Desk, "station_status", station_status)
-        contest = next(iter(dep.contests.values()))
         for region, parts in (
             ("ID", cities),
             (cities[0][:2], [c for c in cities if c.startswith(cities[0][:2])]),
@@ -239,8 +238,7 @@ def test_a_province_or_the_nation_is_exported_city_by_city_with_the_same_text(
             read.clear()
             text = tps_csv(desk, region, principal=SYSTEM, now=NOW)
             assert read == parts
-            whole = exports_module._csv(exports_module._tps_header(contest), ())
-            whole += exports_module._tps_rows(desk, region, SYSTEM, contest, NOW)
+            whole = exports_module._tps_rows(desk, region, SYSTEM, None, NOW, header=True)
             assert text == whole
             assert len(read_csv(text)) == len(list(dep.stations_in(RegionCode.parse(region))))
         city_officer = Principal(id="o", role=Role.OFFICER, scope=cities[0])
@@ -773,3 +771,25 @@ def test_every_export_agrees_with_the_desk_for_any_counts(data: st.DataObject) -
         page = summary(desk, "16.73", principal=COORDINATOR)
         assert page.tally == city and page.complete == complete
         assert page.options == ((1, "Paslon tunggal"), (0, "Kotak kosong"))
+
+
+def test_a_refusal_comes_before_the_contest_and_an_unknown_tps_is_the_desks_error() -> None:
+    """As before the exports and the map were read city by city: the desk's read (and
+    its refusal, on record) comes first, then the contest asked."""
+    from sipantau_adapters.web.mapdata import map_data
+    from sipantau_core.testing.national import national_deployment
+
+    dep = national_deployment(tps=300, provinces=2, cities=4, villages=30)
+    viewer = Principal(id="v", role=Role.VIEWER, scope="ID")
+    with Desk.open(dep, storage="memory://", clock=lambda: NOW) as desk:
+        for export in (tps_csv, map_data):
+            with pytest.raises(PermissionDenied) as info:
+                export(desk, "ID", principal=viewer, contest="nope")  # type: ignore[operator]
+            assert info.value.code == "access.role"
+        denied = [e for e in desk.audit.entries() if e.outcome == "denied:access.role"]
+        assert len(denied) == 2
+        stranger = StationCode.parse("9901011001001")
+        for export in (tps_csv, map_data):
+            with pytest.raises(SipantauError) as caught:
+                export(desk, stranger, principal=SYSTEM)  # type: ignore[operator]
+            assert caught.value.code == "report.unknown_station"

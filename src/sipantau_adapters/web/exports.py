@@ -133,12 +133,11 @@ def iter_tps_csv(
     city by city (each city's reads on record as usual), so that an export of the whole
     country never holds its 823,236 TPS's reports at once. The first part is read before
     this returns: a refusal is raised here, never after the first line went out."""
-    chosen = contest_of(desk, contest)
     at = now or desk.clock()  # one moment for every part
     parts = iter(city_parts(desk, region, principal))
-    first = next(parts, region)
-    head = _csv(_tps_header(chosen), ()) + _tps_rows(desk, first, principal, chosen, at)
-    return itertools.chain([head], (_tps_rows(desk, part, principal, chosen, at) for part in parts))
+    head = _tps_rows(desk, next(parts, region), principal, contest, at, header=True)
+    rest = (_tps_rows(desk, part, principal, contest, at) for part in parts)
+    return itertools.chain([head], rest)
 
 
 def _tps_header(contest: Contest) -> list[str]:
@@ -166,11 +165,14 @@ def _tps_rows(
     desk: Desk,
     region: RegionCode | StationCode | str,
     principal: Principal,
-    chosen: Contest,
+    contest: str | None,
     now: datetime,
+    *,
+    header: bool = False,
 ) -> str:
-    """The CSV rows (no header) of the TPS of ``region``."""
-    statuses = desk.station_status(region, principal=principal, now=now)
+    """The CSV rows of the TPS of ``region`` (after the header row, with ``header``)."""
+    statuses = desk.station_status(region, principal=principal, now=now)  # access first
+    chosen = contest_of(desk, contest)
     heads = {
         stored.station: (stored, report)
         for stored, report in desk.reports(
@@ -226,7 +228,7 @@ def _tps_rows(
                 categories,
             ]
         )
-    return _csv(None, rows)
+    return _csv(_tps_header(chosen) if header else None, rows)
 
 
 # ---------------------------------------------------------------------------------------

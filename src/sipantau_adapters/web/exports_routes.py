@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -27,14 +27,20 @@ from sipantau_adapters.web.overview import default_region
 __all__ = ["routes"]
 
 
-def _download(body: str | Iterator[str], media_type: str, filename: str) -> Response:
-    """A file to save: ``body`` at once, or streamed a part at a time."""
+def _download(web: WebApp, body: str | Iterator[str], media_type: str, filename: str) -> Response:
+    """A file to save: ``body`` at once, or streamed a part at a time (each part read in
+    a worker thread under the page's limit on desk calls, as every other read)."""
     headers = dict(SECURITY_HEADERS)
     headers["content-disposition"] = f'attachment; filename="{filename}"'
     if isinstance(body, str):
         return Response(body.encode("utf-8"), media_type=media_type, headers=headers)
-    parts = (part.encode("utf-8") for part in body)
-    return StreamingResponse(parts, media_type=media_type, headers=headers)
+
+    async def parts() -> AsyncIterator[bytes]:
+        while (part := await web.run(next, body, None)) is not None:
+            if part:  # a city without TPS of the contest writes no row
+                yield part.encode("utf-8")
+
+    return StreamingResponse(parts(), media_type=media_type, headers=headers)
 
 
 def _name(region: str, contest: str | None, suffix: str) -> str:
@@ -70,14 +76,14 @@ async def tps_csv(web: WebApp, request: Request) -> Response:
     principal, _ = await web.signed_in(request)
     region, contest = _query(web, request, principal)
     parts = await web.run(iter_tps_csv, web.desk, region, principal=principal, contest=contest)
-    return _download(parts, "text/csv; charset=utf-8", _name(region, contest, "tps.csv"))
+    return _download(web, parts, "text/csv; charset=utf-8", _name(region, contest, "tps.csv"))
 
 
 async def district_csv(web: WebApp, request: Request) -> Response:
     principal, _ = await web.signed_in(request)
     region, contest = _query(web, request, principal)
     body = await web.run(make_district_csv, web.desk, region, principal=principal, contest=contest)
-    return _download(body, "text/csv; charset=utf-8", _name(region, contest, "wilayah.csv"))
+    return _download(web, body, "text/csv; charset=utf-8", _name(region, contest, "wilayah.csv"))
 
 
 async def results_json(web: WebApp, request: Request) -> Response:
@@ -87,7 +93,7 @@ async def results_json(web: WebApp, request: Request) -> Response:
         election_results_report, web.desk, region, principal=principal, contest=contest
     )
     body = json.dumps(document, ensure_ascii=False, indent=1)
-    return _download(body, "application/json", _name(region, contest, "nist-err.json"))
+    return _download(web, body, "application/json", _name(region, contest, "nist-err.json"))
 
 
 async def print_page(web: WebApp, request: Request) -> Response:

@@ -85,12 +85,12 @@ def map_data(
     A province or the nation is read city by city, and past :data:`MAP_POINTS` TPS the
     points are left out (``omitted``): the counts, the table and the outlines are all
     there, and a city's map draws its TPS."""
-    contest_id = _contest(desk.deployment, contest)
     parts = city_parts(desk, region, principal)
     drawn = sum(len(_stations_of(desk, part)) for part in parts) <= MAP_POINTS
     seen = _Seen()
     for part in parts:
-        _read_part(desk, part, principal, contest_id, seen, drawn)
+        _read_part(desk, part, principal, contest, seen, drawn)
+    contest_id = _contest(desk.deployment, contest)
     deployment = desk.deployment
     outlines = _deployment_outlines(deployment, seen.villages)
     if outlines is None:
@@ -139,7 +139,8 @@ class _Seen:
 
 def _stations_of(desk: Desk, part: RegionCode | StationCode | str) -> list[PollingStation]:
     if isinstance(part, StationCode):
-        return [desk.deployment.stations[part]]
+        found = desk.deployment.stations.get(part)
+        return [found] if found is not None else []  # the desk's read says what it is
     try:
         return list(desk.deployment.stations_in(str(part)))
     except ValueError:
@@ -150,12 +151,13 @@ def _read_part(
     desk: Desk,
     part: RegionCode | StationCode | str,
     principal: Principal,
-    contest_id: str,
+    contest: str | None,
     seen: _Seen,
     drawn: bool,
 ) -> None:
     """Read one part of the map (a city, or the whole region) and add it to ``seen``."""
     states = desk.station_status(part, principal=principal)  # the access check comes first
+    contest_id = _contest(desk.deployment, contest)
     tally_status = {
         stored.station: stored.status
         for stored, _ in desk.reports(

@@ -339,12 +339,12 @@ class DeskBase:
         return code
 
     def _target(self, where: RegionCode | StationCode | str) -> Target:
-        if isinstance(where, StationCode):
-            return where
         text = str(where).strip()
-        if (text.isdigit() and len(text) == 13) or "TPS" in text.upper() or "/" in text:
+        if isinstance(where, StationCode) or (
+            (text.isdigit() and len(text) == 13) or "TPS" in text.upper() or "/" in text
+        ):
             try:
-                code = StationCode.parse(text)
+                code = where if isinstance(where, StationCode) else StationCode.parse(text)
             except ValueError:
                 raise UnknownEntityError(
                     "not a TPS code (13 digits, or 16.73.01.1001 TPS 001)",
