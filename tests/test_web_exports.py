@@ -57,6 +57,7 @@ from sipantau_core import (
 )
 from sipantau_core.testing.contracts import build_deployment, small_deployment
 from sipantau_core.testing.strategies import broken_tally_reports, tally_reports
+from together import regions_read
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "lubuklinggau"
@@ -223,14 +224,7 @@ def test_a_province_or_the_nation_is_exported_city_by_city_with_the_same_text(
         cities = sorted(
             {s.code.village.at_level(RegionLevel.CITY).value for s in dep.stations.values()}
         )
-        read: list[str] = []
-        real = Desk.station_status
-
-        def station_status(self: Desk, where: Any, **kwargs: Any) -> Any:
-            read.append(str(where))
-            return real(self, where, **kwargs)
-
-        monkeypatch.setattr(Desk, "station_status", station_status)
+        read = regions_read(monkeypatch)
         for region, parts in (
             ("ID", cities),
             (cities[0][:2], [c for c in cities if c.startswith(cities[0][:2])]),

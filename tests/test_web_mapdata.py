@@ -47,6 +47,7 @@ from sipantau_core import (
 )
 from sipantau_core.errors import DeploymentError
 from sipantau_core.testing.contracts import build_deployment, small_deployment
+from together import regions_read
 
 Point = tuple[float, float]
 
@@ -389,14 +390,7 @@ def test_a_province_or_the_nation_is_read_city_by_city_and_drawn_up_to_map_point
     desk = Desk.open(dep, storage="memory://")
     try:
         assert not desk.submit_many(list(national_tallies(dep, share=0.6)), principal=system).errors
-        read: list[str] = []
-        real = Desk.station_status
-
-        def station_status(self: Desk, where: Any, **kwargs: Any) -> Any:
-            read.append(str(where))
-            return real(self, where, **kwargs)
-
-        monkeypatch.setattr(Desk, "station_status", station_status)
+        read = regions_read(monkeypatch)
         by_city = map_data(desk, region, principal=system)
         cities = sorted({c.village.at_level(RegionLevel.CITY).value for c in dep.stations})
         assert read == [c for c in cities if region == "ID" or c.startswith(region + ".")]

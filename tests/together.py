@@ -1,6 +1,7 @@
 """Threads that act at the same moment, for the tests of concurrent writers: run a call in
 several threads at once, and hold the first call of a method in each thread at a barrier
-until every thread has made it (so that all have read before any writes)."""
+until every thread has made it (so that all have read before any writes). And what a
+read a part at a time asked the desk for (:func:`regions_read`)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,19 @@ def meet_at_first_call(
         return found
 
     monkeypatch.setattr(cls, name, meet)
+
+
+def regions_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The regions (or TPS) that ``Desk.station_status`` is asked for from now on, in
+    order: what a read a part at a time reads."""
+    from sipantau_core import Desk
+
+    read: list[str] = []
+    real = Desk.station_status
+
+    def station_status(self: Desk, where: Any, **kwargs: Any) -> Any:
+        read.append(str(where))
+        return real(self, where, **kwargs)
+
+    monkeypatch.setattr(Desk, "station_status", station_status)
+    return read
