@@ -360,6 +360,10 @@ def test_the_tally_status_is_that_of_the_contest_asked() -> None:
     gov = by_code(map_data(desk, "16.73", principal=COORDINATOR, contest="gubernur"))
     assert mayor["1673011001001"]["status"] == "counted"
     assert gov["1673011001001"]["status"] == "reported"  # a report is in, not its tally
+    # what the map reads: the desk's station status, the tally of the contest asked
+    [one] = desk.station_status("1673011001001", principal=COORDINATOR, contest="gubernur")
+    [any_contest] = desk.station_status("1673011001001", principal=COORDINATOR)
+    assert (one.tally, any_contest.tally) == (None, "accepted")
 
 
 # -- a province or the nation: read city by city, counted but not drawn past MAP_POINTS --

@@ -118,6 +118,7 @@ class DeskView(Protocol):
         *,
         principal: Principal,
         now: datetime | None = None,
+        contest: str | None = None,
     ) -> list[StationStatus]: ...
 
     def incidents(

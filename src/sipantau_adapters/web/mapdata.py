@@ -3,10 +3,10 @@ reported, its risk mapping (TPS rawan) and its incidents; the kecamatan outlines
 table that asks whether the risky TPS really report more trouble.
 
 Everything is read through the desk's own queries with the caller's principal
-(``station_status``, ``reports``, ``incidents``), so the map shows exactly what the
-principal may read, each read is on record, and a refusal is the desk's
-:class:`~sipantau_core.PermissionDenied`. Free text (an incident's words, a monitor's
-name) is never in it: only counts, codes and the deployment's master data.
+(``station_status``, with the tally status of the contest asked, and ``incidents``), so
+the map shows exactly what the principal may read, each read is on record, and a refusal
+is the desk's :class:`~sipantau_core.PermissionDenied`. Free text (an incident's words, a
+monitor's name) is never in it: only counts, codes and the deployment's master data.
 """
 
 from __future__ import annotations
@@ -156,21 +156,17 @@ def _read_part(
     drawn: bool,
 ) -> None:
     """Read one part of the map (a city, or the whole region) and add it to ``seen``."""
-    states = desk.station_status(part, principal=principal)  # the access check comes first
-    contest_id = _contest(desk.deployment, contest)
-    tally_status = {
-        stored.station: stored.status
-        for stored, _ in desk.reports(
-            part, principal=principal, kind="tally", contest=contest_id, heads_only=True
-        )
-    }
+    # the access check comes first; the tally status is that of the contest asked (the
+    # only one, when none is named: several make the name required, checked next)
+    states = desk.station_status(part, principal=principal, contest=contest)
+    _contest(desk.deployment, contest)
     incidents = Counter(i.station for i in desk.incidents(part, principal=principal))
     deployment = desk.deployment
     placed: dict[RegionCode, list[Point]] = {}
     for state in states:
         station = deployment.stations[StationCode.parse(state.station)]
         reported = any(s.state in ("in", "late") for s in state.stages)
-        status = _status(reported, tally_status.get(state.station))
+        status = _status(reported, None if state.tally is None else ReportStatus(state.tally))
         seen.stations += 1
         seen.totals[status] += 1
         seen.villages[station.code.village.value] += 1

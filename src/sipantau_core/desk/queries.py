@@ -155,17 +155,21 @@ class Queries(DeskBase):
         *,
         principal: Principal,
         now: datetime | None = None,
+        contest: str | None = None,
     ) -> list[StationStatus]:
         """For every TPS within ``where``: each stage's report in, late, missing or
-        pending against the schedule in the TPS's own time zone, and its tally status."""
+        pending against the schedule in the TPS's own time zone, and its tally status
+        (that of its newest tally, of ``contest`` when one is named)."""
         at = now or self.clock()
         query = ReportFilter(region=self._prefix(where), heads_only=False)
         found = self._read_reports(principal, Action.READ_STATUS, where, query)
         first_in: dict[tuple[str, str], StoredReport] = {}
         tally_head: dict[str, StoredReport] = {}
         for s in found:
-            if s.kind == "tally" and (
-                s.station not in tally_head or s.version > tally_head[s.station].version
+            if (
+                s.kind == "tally"
+                and (contest is None or s.contest == contest)
+                and (s.station not in tally_head or s.version > tally_head[s.station].version)
             ):
                 tally_head[s.station] = s
             if s.status is ReportStatus.REJECTED:
