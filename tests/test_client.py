@@ -665,6 +665,7 @@ def test_staff_client_reads_and_enrols(
         assert (result.votes, result.valid, result.stations_counted) == ({1: 120, 2: 80}, 200, 1)
         stations = staff.status("16.73")
         assert [s.station for s in stations] == sorted(STATIONS.values())
+        assert staff.status("16.73", contest="walikota") == stations  # the only contest
         first = stations[0]
         assert first.tally == "accepted"
         assert first.stage(Stage.VOTING).state in ("in", "late")

@@ -635,6 +635,11 @@ def test_tally_status_and_incidents(env: Env) -> None:
         assert_error(c.get("/v1/tally/17"), 404, "region.unknown")
         assert_error(c.get("/v1/tally/1673011001999"), 404, "report.unknown_station")
         assert_error(c.get("/v1/status/1673011001999"), 404, "report.unknown_station")
+        mayor = c.get(f"/v1/status/{station}", params={"contest": "walikota"}).json()
+        assert mayor["stations"][0]["tally"] == "accepted"
+        assert_error(
+            c.get("/v1/status/16.73", params={"contest": "dpr"}), 404, "report.unknown_contest"
+        )
         assert_error(
             c.get("/v1/tally/16.73", params={"contest": "dpr"}), 404, "report.unknown_contest"
         )

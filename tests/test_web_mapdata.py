@@ -364,6 +364,9 @@ def test_the_tally_status_is_that_of_the_contest_asked() -> None:
     [one] = desk.station_status("1673011001001", principal=COORDINATOR, contest="gubernur")
     [any_contest] = desk.station_status("1673011001001", principal=COORDINATOR)
     assert (one.tally, any_contest.tally) == (None, "accepted")
+    with pytest.raises(UnknownEntityError) as nope:
+        desk.station_status("16.73", principal=COORDINATOR, contest="bupati")
+    assert nope.value.code == "report.unknown_contest"
 
 
 # -- a province or the nation: read city by city, counted but not drawn past MAP_POINTS --

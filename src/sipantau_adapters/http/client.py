@@ -636,9 +636,11 @@ class StaffClient:
         data = self._request("GET", f"/v1/tally/{region}", params=params)
         return tally_from_json(data.get("tally", data))
 
-    def status(self, region: str) -> list[StationStatus]:
-        """``GET /v1/status/{region}``: each TPS's stages and tally status."""
-        data = self._request("GET", f"/v1/status/{region}")
+    def status(self, region: str, *, contest: str | None = None) -> list[StationStatus]:
+        """``GET /v1/status/{region}``: each TPS's stages and tally status (of
+        ``contest``'s tally when one is named)."""
+        params = {"contest": contest} if contest is not None else {}
+        data = self._request("GET", f"/v1/status/{region}", params=params)
         return [station_status_from_json(x) for x in _items(data, "stations", "status")]
 
     def incidents(

@@ -663,7 +663,18 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "getStationStatus",
                     "summary": "Each TPS's stage reports: in, late, missing or pending",
                     "security": _BEARER,
-                    "parameters": [_region_param()],
+                    "parameters": [
+                        _region_param(),
+                        {
+                            "name": "contest",
+                            "in": "query",
+                            "required": False,
+                            "description": "Each TPS's tally status is that of this "
+                            "contest's tally (default: its newest tally of any contest)",
+                            "schema": {"type": "string"},
+                            "example": "walikota",
+                        },
+                    ],
                     "responses": {
                         "200": {
                             "description": "The stations, by code",

@@ -413,7 +413,10 @@ class _Api:
     async def get_status(self, request: Request) -> Response:
         where = _where(request)
         principal = await self.staff(request)
-        found = await self.call("read", self.desk.station_status, where, principal=principal)
+        contest = request.query_params.get("contest") or None
+        found = await self.call(
+            "read", self.desk.station_status, where, principal=principal, contest=contest
+        )
         return json_response({"region": where, "stations": [status_json(s) for s in found]})
 
     async def get_incidents(self, request: Request) -> Response:

@@ -159,10 +159,13 @@ class Queries(DeskBase):
     ) -> list[StationStatus]:
         """For every TPS within ``where``: each stage's report in, late, missing or
         pending against the schedule in the TPS's own time zone, and its tally status
-        (that of its newest tally, of ``contest`` when one is named)."""
+        (that of its newest tally, of ``contest`` when one is named: an unknown one is
+        ``report.unknown_contest``)."""
         at = now or self.clock()
         query = ReportFilter(region=self._prefix(where), heads_only=False)
         found = self._read_reports(principal, Action.READ_STATUS, where, query)
+        if contest is not None:
+            self._contest(contest)  # one the desk runs (after the access check, on record)
         first_in: dict[tuple[str, str], StoredReport] = {}
         tally_head: dict[str, StoredReport] = {}
         for s in found:
