@@ -169,9 +169,12 @@ class ChainReport:
     tree: tuple[int, str] = (0, EMPTY_ROOT.hex())
 
 
-def verify_chain(entries: Sequence[AuditRecord]) -> ChainReport:
-    """Recompute the chain from the start; report the first entry that does not fit."""
-    seq, link = 0, GENESIS
+def verify_chain(
+    entries: Sequence[AuditRecord], start: tuple[int, str] = (0, GENESIS)
+) -> ChainReport:
+    """Recompute the chain from the start (or from ``start``, the (sequence, link) the
+    entries follow); report the first entry that does not fit."""
+    seq, link = start
     for entry in entries:
         if entry.seq != seq + 1:
             what = "missing or reordered" if entry.seq > seq + 1 else "inserted or reordered"
@@ -600,12 +603,4 @@ _GROWN_TRIES: Final = 1000
 
 def extends(head: tuple[int, str], later: Sequence[AuditRecord]) -> bool:
     """Whether ``later`` continue the chain after ``head`` (sequence, link)."""
-    seq, link = head
-    for entry in later:
-        if entry.seq != seq + 1:
-            return False
-        expected = link_hash(link, attrs.evolve(entry, link=""))
-        if entry.link != expected:
-            return False
-        seq, link = entry.seq, expected
-    return True
+    return verify_chain(later, start=head).ok

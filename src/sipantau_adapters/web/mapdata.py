@@ -86,7 +86,7 @@ def map_data(
     points are left out (``omitted``): the counts, the table and the outlines are all
     there, and a city's map draws its TPS."""
     parts = city_parts(desk, region, principal)
-    drawn = sum(len(_stations_of(desk, part)) for part in parts) <= MAP_POINTS
+    drawn = sum(_stations_in(desk, part) for part in parts) <= MAP_POINTS
     seen = _Seen()
     for part in parts:
         _read_part(desk, part, principal, contest, seen, drawn)
@@ -137,14 +137,15 @@ class _Seen:
     unplaced: int = 0
 
 
-def _stations_of(desk: Desk, part: RegionCode | StationCode | str) -> list[PollingStation]:
+def _stations_in(desk: Desk, part: RegionCode | StationCode | str) -> int:
+    """How many of the deployment's TPS ``part`` holds (0 for what is not a region of it:
+    the desk's read then says what it is)."""
     if isinstance(part, StationCode):
-        found = desk.deployment.stations.get(part)
-        return [found] if found is not None else []  # the desk's read says what it is
+        return int(part in desk.deployment.stations)
     try:
-        return list(desk.deployment.stations_in(str(part)))
+        return sum(1 for _ in desk.deployment.stations_in(str(part)))
     except ValueError:
-        return []  # not a region: the desk's reads say what it is
+        return 0
 
 
 def _read_part(
